@@ -1,0 +1,55 @@
+"""The Relais application factory."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from flask import Flask
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
+    """Build the app: settings, extensions, blueprints, CLI. No I/O beyond reading settings."""
+    from app.config import load_settings
+
+    app = Flask(
+        __name__,
+        instance_path=str(ROOT / "instance"),
+        instance_relative_config=True,
+        template_folder=str(ROOT / "templates"),
+        static_folder=str(ROOT / "static"),
+    )
+    settings = load_settings(app.instance_path, overrides)
+    app.config.from_mapping(settings.flask_config())
+    app.extensions["relais.settings"] = settings
+
+    from app import models  # noqa: F401 - registers the tables
+    from app.extensions import babel, csrf, db, migrate
+    from app.web.i18n import select_locale, select_timezone
+
+    db.init_app(app)
+    migrate.init_app(app, db, directory=str(ROOT / "migrations"), render_as_batch=True)
+    csrf.init_app(app)
+    babel.init_app(
+        app,
+        locale_selector=select_locale,
+        timezone_selector=select_timezone,
+        default_translation_directories=str(ROOT / "translations"),
+    )
+
+    from app.dispatch.api import bp as api_bp
+    from app.web import init_web
+    from app.web.views import bp as web_bp
+
+    init_web(app)
+    app.register_blueprint(web_bp)
+    app.register_blueprint(api_bp)
+    csrf.exempt(api_bp)  # bearer-token API: no cookies, so no CSRF
+
+    from app.cli import register_cli
+
+    register_cli(app)
+    return app

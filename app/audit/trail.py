@@ -1,0 +1,178 @@
+"""Append to the audit trail and verify its hash chain.
+
+Each event's hash is SHA-256 over the previous event's hash and the event's canonical content,
+so changing, deleting or inserting an event breaks the chain from that point on. Writers append
+in one order on every database: each append first updates the single ``audit_head`` row, which
+locks it until the transaction ends (a row lock on PostgreSQL, the write lock on SQLite), and
+only then reads the last hash. Event ids come from the head, so they have no gaps.
+
+``record`` only flushes: the caller's transaction commits the event together with the change
+it describes, or neither.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from flask import g, has_request_context
+from sqlalchemy import select, update
+
+from app.extensions import db
+from app.models.audit import GENESIS_HASH, AuditEvent, AuditHead
+from app.models.base import utcnow
+
+OUTCOMES = ("success", "rejected", "failure")
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who acts: ``kind`` is api, doctor, staff, cli or system."""
+
+    kind: str
+    name: str = ""
+
+    def __str__(self) -> str:
+        return f"{self.kind}:{self.name}" if self.name else self.kind
+
+
+SYSTEM = Actor("system")
+CLI = Actor("cli")
+
+
+def canonical(event: dict[str, Any]) -> bytes:
+    return json.dumps(event, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def _time_text(value: datetime) -> str:
+    return value.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+def event_content(event: AuditEvent) -> dict[str, Any]:
+    """The fields the hash covers, in a form that survives a database round trip."""
+    return {
+        "id": event.id,
+        "time": _time_text(event.time),
+        "actor": event.actor,
+        "action": event.action,
+        "target": event.target,
+        "patient": event.patient,
+        "outcome": event.outcome,
+        "rule": event.rule,
+        "request_id": event.request_id,
+        "details": event.details or {},
+        "prev_hash": event.prev_hash,
+    }
+
+
+def compute_hash(event: AuditEvent) -> str:
+    return hashlib.sha256(canonical(event_content(event))).hexdigest()
+
+
+def current_request_id() -> str | None:
+    if has_request_context():
+        value = g.get("request_id")
+        return str(value) if value else None
+    return None
+
+
+def record(
+    actor: Actor | str,
+    action: str,
+    *,
+    target: str | None = None,
+    patient: str | None = None,
+    outcome: str = "success",
+    rule: str | None = None,
+    details: dict[str, Any] | None = None,
+) -> AuditEvent:
+    """Append one event in the current transaction (flushed, not committed)."""
+    if outcome not in OUTCOMES:
+        raise ValueError(f"unknown audit outcome {outcome!r}")
+    session = db.session
+    # Take the head's lock first, then read it: concurrent writers queue here.
+    session.execute(update(AuditHead).where(AuditHead.id == 1).values(seq=AuditHead.seq + 1))
+    head = session.execute(
+        select(AuditHead.seq, AuditHead.last_hash).where(AuditHead.id == 1)
+    ).one_or_none()
+    if head is None:
+        raise RuntimeError("the audit head row is missing: run the migrations")
+    event = AuditEvent(
+        id=head.seq,
+        time=utcnow(),
+        actor=str(actor),
+        action=action,
+        target=target,
+        patient=patient,
+        outcome=outcome,
+        rule=rule,
+        request_id=current_request_id(),
+        details=dict(details or {}),
+        prev_hash=head.last_hash,
+    )
+    event.hash = compute_hash(event)
+    session.add(event)
+    session.execute(update(AuditHead).where(AuditHead.id == 1).values(last_hash=event.hash))
+    session.flush()
+    return event
+
+
+@dataclass(frozen=True)
+class ChainBreak:
+    """The first place where the chain does not hold."""
+
+    event_id: int | None
+    problem: str
+
+    def __str__(self) -> str:
+        where = f"event {self.event_id}" if self.event_id is not None else "chain head"
+        return f"{where}: {self.problem}"
+
+
+def _events(batch: int = 1000) -> Iterator[AuditEvent]:
+    last = 0
+    while True:
+        rows = db.session.scalars(
+            select(AuditEvent).where(AuditEvent.id > last).order_by(AuditEvent.id).limit(batch)
+        ).all()
+        if not rows:
+            return
+        yield from rows
+        last = rows[-1].id
+        db.session.expunge_all()
+
+
+def verify(anchor: tuple[int, str] | None = None) -> ChainBreak | None:
+    """Walk the whole trail; return the first break, or None when the chain holds.
+
+    ``anchor`` is an (id, hash) pair kept outside Relais (the DPI's copy of the feed): it proves
+    that the end of the trail was not cut off or rewritten as a whole.
+    """
+    expected_id = 1
+    prev_hash = GENESIS_HASH
+    anchor_seen = anchor is None
+    for event in _events():
+        if event.id != expected_id:
+            return ChainBreak(event.id, f"expected event {expected_id} here: events are missing")
+        if event.prev_hash != prev_hash:
+            return ChainBreak(event.id, "does not point at the previous event's hash")
+        if compute_hash(event) != event.hash:
+            return ChainBreak(event.id, "its content does not match its hash")
+        if anchor is not None and event.id == anchor[0]:
+            if event.hash != anchor[1]:
+                return ChainBreak(event.id, "differs from the anchored copy")
+            anchor_seen = True
+        prev_hash = event.hash
+        expected_id += 1
+    head = db.session.get(AuditHead, 1)
+    if head is None:
+        return ChainBreak(None, "the head row is missing")
+    if head.seq != expected_id - 1 or head.last_hash != prev_hash:
+        return ChainBreak(None, f"records {head.seq} events but the trail holds {expected_id - 1}")
+    if not anchor_seen:
+        return ChainBreak(anchor[0] if anchor else None, "the anchored event is missing")
+    return None

@@ -1,0 +1,1 @@
+"""Sign-in: passwords now; HIN (SAML), SMS codes and staff TOTP come with the sign-in issue."""

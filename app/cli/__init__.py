@@ -1,0 +1,159 @@
+"""Command-line interface (``flask --app wsgi ...``): one transaction per command."""
+
+from __future__ import annotations
+
+import re
+import sys
+
+import click
+from flask import Flask, current_app
+from flask.cli import AppGroup
+
+from app.audit import CLI, verify
+from app.extensions import db
+
+
+def _commit() -> None:
+    db.session.commit()
+
+
+def _fail(message: str) -> None:
+    db.session.rollback()
+    click.echo(f"error: {message}", err=True)
+    sys.exit(1)
+
+
+demo = AppGroup("demo", help="Demo data for a laptop.")
+
+
+@demo.command("load")
+def demo_load() -> None:
+    """Load the demo data (idempotent)."""
+    if current_app.config["RELAIS_ENV"] == "production":
+        _fail("demo data is refused in production")
+    from app.demo import load_demo
+
+    lines = load_demo()
+    _commit()
+    click.echo("Demo data loaded.")
+    for line in lines:
+        click.echo(f"  {line}")
+
+
+api_client = AppGroup("api-client", help="DPI API clients.")
+
+
+@api_client.command("create")
+@click.argument("name")
+def api_client_create(name: str) -> None:
+    """Create a client and print its bearer token once."""
+    from app.dispatch.clients import ClientError, create_client
+
+    try:
+        _, token = create_client(name, CLI)
+    except ClientError as error:
+        _fail(str(error))
+    _commit()
+    click.echo(f"API client {name} created. Its bearer token, shown only now:")
+    click.echo(token)
+
+
+@api_client.command("revoke")
+@click.argument("name")
+def api_client_revoke(name: str) -> None:
+    """Revoke a client at once."""
+    from app.dispatch.clients import ClientError, revoke_client
+
+    try:
+        revoke_client(name, CLI)
+    except ClientError as error:
+        _fail(str(error))
+    _commit()
+    click.echo(f"API client {name} revoked.")
+
+
+doctors = AppGroup("doctors", help="City doctors.")
+
+
+@doctors.command("enrol")
+@click.argument("gln")
+@click.option("--family-name", required=True)
+@click.option("--given-name", required=True)
+@click.option("--email", required=True)
+@click.option("--mobile", required=True, help="E.164, e.g. +41791234567")
+def doctors_enrol(gln: str, family_name: str, given_name: str, email: str, mobile: str) -> None:
+    """Create an active SMS-mode doctor whose phone was verified elsewhere."""
+    from app.staff.enrolment import EnrolmentError, enrol_sms_doctor
+
+    try:
+        enrolled = enrol_sms_doctor(gln, family_name, given_name, email, mobile, CLI)
+    except EnrolmentError as error:
+        _fail(str(error))
+    _commit()
+    click.echo(f"login: {enrolled.login}")
+    click.echo(f"temporary password: {enrolled.temporary_password}")
+
+
+documents = AppGroup("documents", help="Documents at rest.")
+
+
+@documents.command("rotate-keys")
+def documents_rotate_keys() -> None:
+    """Re-encrypt every document under the first key of DOCUMENT_KEYS."""
+    from app.dispatch.service import rotate_keys
+
+    changed = rotate_keys(CLI)
+    _commit()
+    click.echo(f"{changed} document(s) re-encrypted.")
+
+
+dispatch = AppGroup("dispatch", help="The dispatch engine.")
+
+
+@dispatch.command("release-due")
+def dispatch_release_due() -> None:
+    """Release held documents whose time has come (re-checking consent, death, recipient)."""
+    from app.audit.trail import SYSTEM
+    from app.dispatch.service import release_due
+
+    delivered = cancelled = 0
+    while True:
+        d, c = release_due(SYSTEM)
+        _commit()
+        delivered, cancelled = delivered + d, cancelled + c
+        if d + c == 0:
+            break
+    click.echo(f"released: {delivered} delivered, {cancelled} cancelled")
+
+
+audit = AppGroup("audit", help="The audit trail.")
+
+
+@audit.command("verify")
+@click.option(
+    "--anchor",
+    metavar="ID:HASH",
+    help="An event id and hash kept outside Relais (the DPI's copy of the feed).",
+)
+def audit_verify(anchor: str | None) -> None:
+    """Check the hash chain; exit 1 with the first broken entry on failure."""
+    anchor_pair: tuple[int, str] | None = None
+    if anchor:
+        match = re.fullmatch(r"([0-9]+):([0-9a-f]{64})", anchor)
+        if match is None:
+            _fail("--anchor must read ID:HASH (64 hex digits)")
+            return
+        anchor_pair = (int(match.group(1)), match.group(2))
+    broken = verify(anchor_pair)
+    if broken is not None:
+        click.echo(f"audit trail BROKEN at {broken}", err=True)
+        sys.exit(1)
+    click.echo("audit trail intact")
+
+
+def register_cli(app: Flask) -> None:
+    for group in (demo, api_client, doctors, documents, dispatch, audit):
+        app.cli.add_command(group)
+
+
+__all__ = ["register_cli"]

@@ -1,0 +1,247 @@
+"""Typed settings, read once at start and validated.
+
+Every setting comes from the environment, or from ``instance/config.py`` (same names), or from
+the defaults below. Production refuses to start with unsafe values: a development secret, no
+document keys, or the development identity provider switched on.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import runpy
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from app.dispatch.policy import PolicyConfig
+
+ENVIRONMENTS = ("development", "testing", "production")
+
+#: Development-only values. Production refuses to start while any of them is in use.
+DEV_SECRET_KEY = "relais-development-secret-key-not-for-production"  # noqa: S105
+DEV_DOCUMENT_KEYS = "dev1:" + base64.b64encode(b"relais-development-document-key!").decode()
+
+
+class ConfigError(RuntimeError):
+    """The configuration is unsafe or malformed; the application must not start."""
+
+
+def _bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in {"1", "true", "yes", "on"}:
+        return True
+    if text in {"0", "false", "no", "off", ""}:
+        return False
+    raise ConfigError(f"not a boolean: {value!r}")
+
+
+def _int(name: str, value: Any) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name} must be an integer, got {value!r}") from None
+
+
+def _list(value: Any) -> frozenset[str]:
+    if isinstance(value, list | tuple | set | frozenset):
+        return frozenset(str(v).strip() for v in value if str(v).strip())
+    return frozenset(part.strip() for part in str(value).split(",") if part.strip())
+
+
+def parse_document_keys(value: str) -> tuple[tuple[str, bytes], ...]:
+    """Parse ``keyid:base64key,...``; the first key encrypts, all decrypt."""
+    keys: list[tuple[str, bytes]] = []
+    for item in value.split(","):
+        item = item.strip()
+        if not item:
+            continue
+        key_id, sep, encoded = item.partition(":")
+        if not sep or not key_id:
+            raise ConfigError("DOCUMENT_KEYS entries must read keyid:base64key")
+        try:
+            key = base64.b64decode(encoded, validate=True)
+        except ValueError:
+            raise ConfigError(f"DOCUMENT_KEYS key {key_id!r} is not base64") from None
+        if len(key) != 32:
+            raise ConfigError(f"DOCUMENT_KEYS key {key_id!r} must be 32 bytes (AES-256)")
+        if any(existing == key_id for existing, _ in keys):
+            raise ConfigError(f"DOCUMENT_KEYS key id {key_id!r} appears twice")
+        keys.append((key_id, key))
+    if not keys:
+        raise ConfigError("DOCUMENT_KEYS holds no key")
+    return tuple(keys)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The validated settings. Immutable: nothing changes them after start."""
+
+    env: str
+    secret_key: str
+    database_url: str
+    redis_url: str | None
+    document_keys: tuple[tuple[str, bytes], ...]
+    public_base_url: str
+    max_document_bytes: int
+    mail_backend: str
+    sms_backend: str
+    saml_settings_dir: str
+    saml_dev_idp: bool
+    policy: PolicyConfig
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    def flask_config(self) -> dict[str, Any]:
+        """The Flask config keys derived from these settings."""
+        production = self.env == "production"
+        config: dict[str, Any] = {
+            "RELAIS_ENV": self.env,
+            "TESTING": self.env == "testing",
+            "SECRET_KEY": self.secret_key,
+            "SQLALCHEMY_DATABASE_URI": self.database_url,
+            "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
+            "REDIS_URL": self.redis_url,
+            "DOCUMENT_KEYS": self.document_keys,
+            "PUBLIC_BASE_URL": self.public_base_url,
+            "MAX_DOCUMENT_BYTES": self.max_document_bytes,
+            # Base64 inflates by 4/3, plus the JSON metadata around the content.
+            "MAX_CONTENT_LENGTH": self.max_document_bytes * 4 // 3 + 64 * 1024,
+            "MAIL_BACKEND": self.mail_backend,
+            "SMS_BACKEND": self.sms_backend,
+            "SAML_SETTINGS_DIR": self.saml_settings_dir,
+            "SAML_DEV_IDP": self.saml_dev_idp,
+            "DISPATCH_POLICY": self.policy,
+            "SESSION_COOKIE_HTTPONLY": True,
+            "SESSION_COOKIE_SAMESITE": "Lax",
+            "SESSION_COOKIE_SECURE": production,
+            "SESSION_COOKIE_NAME": "__Host-relais" if production else "relais",
+            "PERMANENT_SESSION_LIFETIME": timedelta(hours=8),
+            "WTF_CSRF_TIME_LIMIT": 3600,
+            "BABEL_DEFAULT_LOCALE": "fr",
+            "BABEL_DEFAULT_TIMEZONE": "Europe/Zurich",
+            "LANGUAGES": ("fr", "en"),
+        }
+        config.update(self.extra)
+        return config
+
+
+def _policy(get: Any) -> PolicyConfig:
+    return PolicyConfig(
+        block_deceased=_bool(get("DISPATCH_BLOCK_DECEASED", True)),
+        block_third_party_data=_bool(get("DISPATCH_BLOCK_THIRD_PARTY_DATA", True)),
+        excluded_categories=_list(get("DISPATCH_EXCLUDED_CATEGORIES", "follow_up_note")),
+        excluded_services=_list(get("DISPATCH_EXCLUDED_SERVICES", "pedopsychiatrie")),
+        sensitive_delay=_bool(get("DISPATCH_SENSITIVE_DELAY", True)),
+        outpatient_delay=timedelta(
+            hours=_int("DISPATCH_OUTPATIENT_DELAY_HOURS", get("DISPATCH_OUTPATIENT_DELAY_HOURS", 168))
+        ),
+        inpatient_delay=timedelta(
+            hours=_int("DISPATCH_INPATIENT_DELAY_HOURS", get("DISPATCH_INPATIENT_DELAY_HOURS", 24))
+        ),
+    )
+
+
+def load_settings(
+    instance_path: str,
+    overrides: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Settings:
+    """Read the settings: ``overrides`` > environment > ``instance/config.py`` > defaults."""
+    environ = os.environ if environ is None else environ
+    file_values: dict[str, Any] = {}
+    config_file = Path(instance_path) / "config.py"
+    if config_file.is_file():
+        file_values = {
+            k: v for k, v in runpy.run_path(str(config_file)).items() if k.isupper()
+        }
+    overrides = dict(overrides or {})
+
+    def get(name: str, default: Any = None) -> Any:
+        if name in overrides:
+            return overrides[name]
+        if name in environ:
+            return environ[name]
+        return file_values.get(name, default)
+
+    env = str(get("RELAIS_ENV", "development")).strip().lower()
+    if env not in ENVIRONMENTS:
+        raise ConfigError(f"RELAIS_ENV must be one of {', '.join(ENVIRONMENTS)}, got {env!r}")
+    production = env == "production"
+
+    secret_key = str(get("SECRET_KEY", DEV_SECRET_KEY))
+    keys_value = get("DOCUMENT_KEYS")
+    dev_idp = _bool(get("SAML_DEV_IDP", env == "development"))
+
+    if production:
+        if secret_key == DEV_SECRET_KEY or len(secret_key) < 32:
+            raise ConfigError("production needs SECRET_KEY: a random value of 32 characters or more")
+        if not keys_value or keys_value == DEV_DOCUMENT_KEYS:
+            raise ConfigError("production needs DOCUMENT_KEYS (keyid:base64 of 32 random bytes)")
+        if dev_idp:
+            raise ConfigError("production refuses the development identity provider (SAML_DEV_IDP)")
+
+    mail_backend = str(get("MAIL_BACKEND", "console"))
+    if mail_backend not in {"console", "smtp"}:
+        raise ConfigError("MAIL_BACKEND must be console or smtp")
+    sms_backend = str(get("SMS_BACKEND", "console"))
+    if sms_backend not in {"console", "twilio"}:
+        raise ConfigError("SMS_BACKEND must be console or twilio")
+
+    max_bytes = _int("MAX_DOCUMENT_BYTES", get("MAX_DOCUMENT_BYTES", 20 * 1024 * 1024))
+    if max_bytes <= 0:
+        raise ConfigError("MAX_DOCUMENT_BYTES must be positive")
+
+    known = {
+        "RELAIS_ENV", "SECRET_KEY", "DATABASE_URL", "REDIS_URL", "DOCUMENT_KEYS",
+        "PUBLIC_BASE_URL", "MAX_DOCUMENT_BYTES", "MAIL_BACKEND", "SMS_BACKEND",
+        "SAML_SETTINGS_DIR", "SAML_DEV_IDP",
+    }
+    # Other keys (MAIL_*, TWILIO_*, SAML_ATTR_*, DISPATCH_* ...) are passed through to Flask's
+    # config for the modules that own them; an override or instance file may set any of them.
+    passthrough_prefixes = ("MAIL_", "TWILIO_", "SAML_ATTR_", "DISPATCH_")
+    extra: dict[str, Any] = {
+        "MAIL_SERVER": "localhost",
+        "MAIL_PORT": 25,
+        "MAIL_USE_TLS": False,
+        "MAIL_USERNAME": None,
+        "MAIL_PASSWORD": None,
+        "MAIL_FROM": "relais@localhost",
+        "TWILIO_ACCOUNT_SID": None,
+        "TWILIO_AUTH_TOKEN": None,
+        "TWILIO_FROM_NUMBER": None,
+        "TWILIO_API_BASE": "https://api.twilio.com",
+        "SAML_ATTR_GLN": "gln",
+        "SAML_ATTR_EMAIL": "email",
+        "SAML_ATTR_GIVEN_NAME": "givenName",
+        "SAML_ATTR_FAMILY_NAME": "surname",
+    }
+    for source in (file_values, environ, overrides):
+        for name, value in source.items():
+            if name in known:
+                continue
+            if name.startswith(passthrough_prefixes) or source is not environ:
+                extra[name] = value
+    extra["MAIL_PORT"] = _int("MAIL_PORT", extra["MAIL_PORT"])
+    extra["MAIL_USE_TLS"] = _bool(extra["MAIL_USE_TLS"])
+
+    return Settings(
+        env=env,
+        secret_key=secret_key,
+        database_url=str(
+            get("DATABASE_URL", "sqlite:///" + str(Path(instance_path) / "relais.db"))
+        ),
+        redis_url=get("REDIS_URL") or None,
+        document_keys=parse_document_keys(str(keys_value or DEV_DOCUMENT_KEYS)),
+        public_base_url=str(get("PUBLIC_BASE_URL", "http://127.0.0.1:5000")).rstrip("/"),
+        max_document_bytes=max_bytes,
+        mail_backend=mail_backend,
+        sms_backend=sms_backend,
+        saml_settings_dir=str(get("SAML_SETTINGS_DIR", str(Path(instance_path) / "saml"))),
+        saml_dev_idp=dev_idp,
+        policy=_policy(get),
+        extra=extra,
+    )

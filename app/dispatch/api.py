@@ -1,0 +1,265 @@
+"""DPI API v1: thin handlers that parse, authorise, call the dispatch service and answer.
+
+Each request is one transaction. A rejected request is rolled back whole (nothing partial is
+stored) and its rejection is audited in a transaction of its own.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from functools import wraps
+from pathlib import Path
+from typing import Any, ParamSpec
+
+from flask import Blueprint, Response, current_app, g, request
+from sqlalchemy import or_, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import selectinload
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+
+from app.audit import Actor, record
+from app.dispatch import service
+from app.dispatch.clients import authenticate
+from app.dispatch.representations import consent_out, doctor_out, document_out, event_out, patient_out
+from app.dispatch.validation import (
+    ContentTooLarge,
+    UnsupportedContent,
+    ValidationFailed,
+    check_path_gln,
+    check_path_id,
+    parse_consent,
+    parse_document,
+    parse_patient_patch,
+    parse_retraction,
+)
+from app.extensions import db
+from app.models import ApiClient, AuditEvent, Doctor, DoctorSpecialty
+from app.models.base import utcnow
+from app.web.problems import problem_response
+
+bp = Blueprint("api", __name__, url_prefix="/api/v1")
+
+P = ParamSpec("P")
+
+_OPENAPI = Path(__file__).with_name("openapi.json")
+
+
+class Malformed(Exception):
+    """400: the body is not JSON."""
+
+
+def _json(body: Any, status: int = 200) -> Response:
+    return Response(json.dumps(body, ensure_ascii=False), status=status, mimetype="application/json")
+
+
+def _actor() -> Actor:
+    client: ApiClient = g.api_client
+    return Actor("api", client.name)
+
+
+def _body() -> Any:
+    try:
+        raw = request.get_data(cache=False)
+        return json.loads(raw.decode("utf-8"))
+    except RequestEntityTooLarge:
+        raise
+    except (UnicodeDecodeError, ValueError):
+        raise Malformed from None
+
+
+def _rejected(status: int, detail: str | None, errors: list[dict[str, str]] | None) -> Response:
+    """Roll back, audit the rejection on its own, answer with a problem."""
+    db.session.rollback()
+    client = g.get("api_client")
+    record(
+        Actor("api", client.name) if client is not None else Actor("api", "anonymous"),
+        "api.rejected",
+        target=g.get("audit_target"),
+        outcome="rejected",
+        details={
+            "status": status,
+            "method": request.method,
+            "endpoint": request.endpoint or "",
+            "fields": [e["field"] for e in errors or []],
+        },
+    )
+    db.session.commit()
+    return problem_response(status, detail, errors)
+
+
+def api_call(view: Callable[P, Response]) -> Callable[P, Response]:
+    """Authenticate the bearer token, run the view, map failures to problems."""
+
+    @wraps(view)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> Response:
+        header = request.headers.get("Authorization", "")
+        scheme, _, token = header.partition(" ")
+        client = authenticate(token.strip()) if scheme.lower() == "bearer" else None
+        if client is None:
+            return _rejected(401, None, None)
+        client.last_used_at = utcnow()
+        g.api_client = client
+        try:
+            response = view(*args, **kwargs)
+        except Malformed:
+            return _rejected(400, None, None)
+        except ValidationFailed as error:
+            return _rejected(422, error.detail, error.errors)
+        except UnsupportedContent as error:
+            return _rejected(415, str(error), None)
+        except (ContentTooLarge, RequestEntityTooLarge) as error:
+            detail = str(error) if isinstance(error, ContentTooLarge) else None
+            return _rejected(413, detail, None)
+        except service.NotFound:
+            return _rejected(404, None, None)
+        except service.Conflict:
+            return _rejected(
+                409, "This document_id was already received with a different body.", None
+            )
+        except service.NoRecipient:
+            return _rejected(
+                422,
+                "No recipient was given and the patient has no consented treating doctor.",
+                [{"field": "recipients", "message": "no recipient given and none consented"}],
+            )
+        except HTTPException as error:
+            return _rejected(error.code or 500, None, None)
+        db.session.commit()
+        return response
+
+    return wrapper
+
+
+@bp.post("/documents")
+@api_call
+def post_document() -> Response:
+    body = _body()
+    if isinstance(body, dict) and isinstance(body.get("document_id"), str):
+        g.audit_target = f"document:{body['document_id'][:128]}"
+    data = parse_document(body, current_app.config["MAX_DOCUMENT_BYTES"])
+    try:
+        result = service.ingest(data, _actor(), g.api_client.id)
+        db.session.commit()
+    except IntegrityError:
+        # A concurrent request stored the same document (or patient) first: answer as a replay.
+        db.session.rollback()
+        result = service.ingest(data, _actor(), g.api_client.id)
+    if not result.created:
+        record(
+            _actor(),
+            "document.replayed",
+            target=f"document:{data.document_id}",
+            patient=result.document.patient.dpi_id,
+        )
+    return _json(result.response, 201 if result.created else 200)
+
+
+@bp.get("/documents/<document_id>")
+@api_call
+def get_document(document_id: str) -> Response:
+    check_path_id(document_id, "document_id")
+    document = service.document_by_dpi_id(document_id)
+    record(_actor(), "document.status_read", target=f"document:{document.document_id}",
+           patient=document.patient.dpi_id)
+    return _json(document_out(document))
+
+
+@bp.post("/documents/<document_id>/retract")
+@api_call
+def retract_document(document_id: str) -> Response:
+    check_path_id(document_id, "document_id")
+    g.audit_target = f"document:{document_id}"
+    reason = parse_retraction(_body())
+    document = service.document_by_dpi_id(document_id)
+    service.retract(document, reason, _actor())
+    return _json(document_out(document))
+
+
+@bp.put("/patients/<patient_id>/consents/<gln>")
+@api_call
+def put_consent(patient_id: str, gln: str) -> Response:
+    check_path_id(patient_id, "patient_id")
+    check_path_gln(gln)
+    g.audit_target = f"consent:{patient_id}/{gln}"
+    data = parse_consent(_body())
+    result = service.record_consent(patient_id, gln, data, _actor())
+    return _json(consent_out(result.consent), 201 if result.created else 200)
+
+
+@bp.delete("/patients/<patient_id>/consents/<gln>")
+@api_call
+def delete_consent(patient_id: str, gln: str) -> Response:
+    check_path_id(patient_id, "patient_id")
+    check_path_gln(gln)
+    g.audit_target = f"consent:{patient_id}/{gln}"
+    service.revoke_consent(patient_id, gln, _actor())
+    return Response(status=204)
+
+
+@bp.patch("/patients/<patient_id>")
+@api_call
+def patch_patient(patient_id: str) -> Response:
+    check_path_id(patient_id, "patient_id")
+    g.audit_target = f"patient:{patient_id}"
+    parse_patient_patch(_body())
+    patient = service.patient_by_dpi_id(patient_id)
+    service.record_death(patient, _actor())
+    return _json(patient_out(patient))
+
+
+def _int_arg(name: str, default: int, low: int, high: int) -> int:
+    raw = request.args.get(name)
+    if raw is None:
+        return default
+    if not raw.isdigit() or not low <= int(raw) <= high:
+        raise ValidationFailed([{"field": name, "message": f"must be an integer from {low} to {high}"}])
+    return int(raw)
+
+
+@bp.get("/events")
+@api_call
+def events() -> Response:
+    # Reading the feed is deliberately not an event: the feed would otherwise feed itself.
+    after = _int_arg("after", 0, 0, 2**62)
+    limit = _int_arg("limit", 100, 1, 1000)
+    rows = db.session.scalars(
+        select(AuditEvent).where(AuditEvent.id > after).order_by(AuditEvent.id).limit(limit)
+    ).all()
+    next_cursor = str(rows[-1].id) if rows else None
+    return _json({"events": [event_out(e) for e in rows], "next": next_cursor})
+
+
+@bp.get("/doctors")
+@api_call
+def doctors() -> Response:
+    q = (request.args.get("q") or "").strip()
+    specialty = (request.args.get("specialty") or "").strip()
+    limit = _int_arg("limit", 50, 1, 200)
+    if len(q) > 100 or len(specialty) > 64:
+        raise ValidationFailed([{"field": "q", "message": "is too long"}])
+    query = select(Doctor).options(
+        selectinload(Doctor.specialty_links), selectinload(Doctor.identities)
+    )
+    if q:
+        like = "%" + q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        query = query.where(
+            or_(
+                Doctor.family_name.ilike(like, escape="\\"),
+                Doctor.given_name.ilike(like, escape="\\"),
+                Doctor.gln.like(like, escape="\\"),
+                Doctor.locality.ilike(like, escape="\\"),
+            )
+        )
+    if specialty:
+        query = query.where(
+            Doctor.id.in_(select(DoctorSpecialty.doctor_id).where(DoctorSpecialty.code == specialty))
+        )
+    found = db.session.scalars(query.order_by(Doctor.family_name, Doctor.given_name, Doctor.gln).limit(limit)).all()
+    record(_actor(), "doctors.searched", details={"results": len(found)})
+    return _json({"doctors": [doctor_out(d) for d in found]})
+
+
+@bp.get("/openapi.json")
+def openapi() -> Response:
+    return Response(_OPENAPI.read_bytes(), mimetype="application/json")

@@ -1,0 +1,21 @@
+"""The data model, one module per aggregate. Importing this package registers every table."""
+
+from app.models.api_client import ApiClient
+from app.models.audit import AuditEvent, AuditHead
+from app.models.doctor import Doctor, DoctorSpecialty, HinIdentity
+from app.models.document import Delivery, Document, DocumentContent
+from app.models.patient import Consent, Patient
+
+__all__ = [
+    "ApiClient",
+    "AuditEvent",
+    "AuditHead",
+    "Consent",
+    "Delivery",
+    "Doctor",
+    "DoctorSpecialty",
+    "Document",
+    "DocumentContent",
+    "HinIdentity",
+    "Patient",
+]

@@ -1,0 +1,118 @@
+"""Documents received from the DPI, their encrypted content and their deliveries."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from app.extensions import db
+from app.models.base import UTCDateTime, utcnow
+from app.models.doctor import Doctor
+from app.models.patient import Patient
+
+
+class Document(db.Model):  # type: ignore[name-defined,misc]
+    __tablename__ = "documents"
+    __table_args__ = (
+        CheckConstraint("encounter IN ('outpatient', 'inpatient')", name="encounter"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    #: The DPI's identifier of the document; one document per id, ever.
+    document_id: Mapped[str] = mapped_column(String(128), unique=True)
+    patient_id: Mapped[int] = mapped_column(ForeignKey("patients.id"), index=True)
+    type: Mapped[str] = mapped_column(String(64))
+    title: Mapped[str] = mapped_column(String(500))
+    #: The DPI's service code (``cardiologie``, ``pedopsychiatrie`` ...).
+    service: Mapped[str] = mapped_column(String(64))
+    author: Mapped[str] = mapped_column(String(200))
+    encounter: Mapped[str] = mapped_column(String(16))
+    signed_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    sensitive: Mapped[bool] = mapped_column(Boolean)
+    third_party_data: Mapped[bool] = mapped_column(Boolean)
+    category: Mapped[str] = mapped_column(String(32))
+    content_type: Mapped[str] = mapped_column(String(64))
+    #: Size in bytes and SHA-256 of the plaintext, checked on every read.
+    size: Mapped[int] = mapped_column(Integer)
+    sha256: Mapped[str] = mapped_column(String(64))
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    #: SHA-256 of the request body in canonical form: a replay is compared with it.
+    request_hash: Mapped[str] = mapped_column(String(64))
+    #: The answer given to the first request, served again to an identical replay.
+    response: Mapped[dict[str, Any]] = mapped_column(JSON)
+    api_client_id: Mapped[int | None] = mapped_column(ForeignKey("api_clients.id"))
+    retracted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    retraction_reason: Mapped[str | None] = mapped_column(Text)
+
+    patient: Mapped[Patient] = relationship()
+    content: Mapped[DocumentContent] = relationship(
+        back_populates="document", cascade="all, delete-orphan", uselist=False
+    )
+    deliveries: Mapped[list[Delivery]] = relationship(
+        back_populates="document", order_by="Delivery.id", cascade="all, delete-orphan"
+    )
+
+
+class DocumentContent(db.Model):  # type: ignore[name-defined,misc]
+    """The encrypted bytes, apart from the metadata so that lists never load them."""
+
+    __tablename__ = "document_contents"
+
+    document_id: Mapped[int] = mapped_column(ForeignKey("documents.id"), primary_key=True)
+    #: AES-256-GCM: ``key_id`` names the key in DOCUMENT_KEYS; ``nonce`` is 12 random bytes;
+    #: ``ciphertext`` carries the tag. The associated data binds it to its document.
+    key_id: Mapped[str] = mapped_column(String(64))
+    nonce: Mapped[bytes] = mapped_column(LargeBinary(12))
+    ciphertext: Mapped[bytes] = mapped_column(LargeBinary)
+
+    document: Mapped[Document] = relationship(back_populates="content")
+
+
+class Delivery(db.Model):  # type: ignore[name-defined,misc]
+    """One document for one recipient, and what the policy decided about it."""
+
+    __tablename__ = "deliveries"
+    __table_args__ = (
+        UniqueConstraint("document_id", "recipient_gln", name="uq_deliveries_recipient"),
+        CheckConstraint(
+            "status IN ('held', 'delivered', 'read', 'blocked', 'cancelled', 'retracted')",
+            name="status",
+        ),
+        # The doctor's inbox, newest first; the release worker's due list.
+        Index("ix_deliveries_inbox", "doctor_id", "status", "delivered_at"),
+        Index("ix_deliveries_due", "status", "release_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    document_id: Mapped[int] = mapped_column(ForeignKey("documents.id"), index=True)
+    recipient_gln: Mapped[str] = mapped_column(String(13))
+    doctor_id: Mapped[int | None] = mapped_column(ForeignKey("doctors.id"))
+    status: Mapped[str] = mapped_column(String(16))
+    #: The rule that decided (``ok``, ``sensitive_delay``, ``no_consent`` ...).
+    rule: Mapped[str] = mapped_column(String(32))
+    reason: Mapped[str] = mapped_column(String(500))
+    release_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    decided_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    first_read_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    cancelled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    retracted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    reported_not_my_patient_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    document: Mapped[Document] = relationship(back_populates="deliveries")
+    doctor: Mapped[Doctor | None] = relationship()

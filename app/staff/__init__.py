@@ -1,0 +1,1 @@
+"""Hospital staff and desk: recipient lookup, consent, desk enrolment, audit viewer."""

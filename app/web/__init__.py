@@ -1,0 +1,78 @@
+"""What every response shares: request ids, security headers, error pages."""
+
+from __future__ import annotations
+
+import logging
+import re
+import secrets
+
+from flask import Flask, Response, g, render_template, request
+from werkzeug.exceptions import HTTPException
+
+from app.web.problems import problem_response
+
+log = logging.getLogger(__name__)
+
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{8,64}")
+
+#: No inline script or style anywhere; PDFs are drawn by pdf.js from our own origin.
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'; "
+    "font-src 'self'; connect-src 'self'; worker-src 'self'; object-src 'none'; "
+    "base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+)
+
+
+def _start_request() -> None:
+    # Keep a proxy's request id when it looks like one, so logs join up across hops.
+    incoming = request.headers.get("X-Request-ID", "")
+    g.request_id = incoming if _REQUEST_ID.fullmatch(incoming) else secrets.token_hex(12)
+
+
+def _secure_headers(response: Response) -> Response:
+    headers = response.headers
+    headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
+    headers["X-Content-Type-Options"] = "nosniff"
+    headers["X-Frame-Options"] = "DENY"
+    headers["Referrer-Policy"] = "no-referrer"
+    headers["Cross-Origin-Opener-Policy"] = "same-origin"
+    headers["Cross-Origin-Resource-Policy"] = "same-origin"
+    headers["Permissions-Policy"] = "camera=(), microphone=(), geolocation=(), payment=()"
+    if request.is_secure:
+        headers["Strict-Transport-Security"] = "max-age=63072000; includeSubDomains"
+    if request.endpoint != "static":
+        # Pages and API answers may carry patient data: no cache may keep them.
+        headers["Cache-Control"] = "no-store"
+    headers["X-Request-ID"] = g.get("request_id", "")
+    return response
+
+
+def _wants_problem() -> bool:
+    return request.path.startswith("/api/")
+
+
+def _http_error(error: HTTPException) -> Response | tuple[str, int]:
+    code = error.code or 500
+    if _wants_problem():
+        return problem_response(code, detail=None)
+    template = "errors/404.html" if code == 404 else "errors/generic.html"
+    return render_template(template, code=code, name=error.name), code
+
+
+def _unexpected_error(error: Exception) -> Response | tuple[str, int]:
+    # The traceback goes to the log with the request id; the answer says nothing of it.
+    log.exception("unhandled error (request %s)", g.get("request_id"))
+    if _wants_problem():
+        return problem_response(500, detail=None)
+    return render_template("errors/500.html", request_id=g.get("request_id")), 500
+
+
+def init_web(app: Flask) -> None:
+    app.before_request(_start_request)
+    app.after_request(_secure_headers)
+    app.register_error_handler(HTTPException, _http_error)
+    app.register_error_handler(Exception, _unexpected_error)
+
+    from app.web.i18n import template_helpers
+
+    app.context_processor(template_helpers)

@@ -1,0 +1,225 @@
+"""Fixtures: the app on SQLite always, and on PostgreSQL when TEST_DATABASE_URL is set.
+
+Every test that takes ``app`` (or ``db_session``, ``client``, ``api`` ...) runs once per
+database. The schema is built by the real migrations once per database and session; each
+test starts from empty tables and a fresh audit chain head.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from app import create_app
+from app.audit import CLI
+from app.extensions import db
+from app.pdf import make_pdf
+
+UNDER_CI = os.environ.get("CI", "").lower() == "true"
+
+
+def skip_or_fail(reason: str) -> None:
+    """On a laptop a missing service skips; under CI=true it is a failure."""
+    if UNDER_CI:
+        pytest.fail(f"{reason} (CI=true: a missing service is a failure, not a skip)")
+    pytest.skip(reason)
+
+
+def postgres_url() -> str | None:
+    url = os.environ.get("TEST_DATABASE_URL")
+    if not url:
+        return None
+    parsed = make_url(url)
+    if parsed.drivername in ("postgresql", "postgres"):
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    # The suite drops every table: refuse a database whose name does not say "test".
+    if "test" not in (parsed.database or ""):
+        raise RuntimeError("TEST_DATABASE_URL must name a database whose name contains 'test'")
+    return parsed.render_as_string(hide_password=False)
+
+
+def reset_postgres_schema(url: str) -> None:
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(text("DROP SCHEMA public CASCADE"))
+        conn.execute(text("CREATE SCHEMA public"))
+    engine.dispose()
+
+
+TEST_KEY = base64.b64encode(b"k" * 32).decode()
+
+
+def make_app(database_url: str, **overrides: Any) -> Flask:
+    config: dict[str, Any] = {
+        "RELAIS_ENV": "testing",
+        "DATABASE_URL": database_url,
+        "SECRET_KEY": "test-secret-key-that-is-long-enough-0123456789",
+        "DOCUMENT_KEYS": f"test1:{TEST_KEY}",
+        "WTF_CSRF_ENABLED": True,
+        "SERVER_NAME": "relais.test",
+    }
+    config.update(overrides)
+    return create_app(config)
+
+
+def upgrade(app: Flask) -> None:
+    from flask_migrate import upgrade as alembic_upgrade
+
+    with app.app_context():
+        alembic_upgrade()
+
+
+def empty_tables(app: Flask) -> None:
+    with app.app_context():
+        db.session.remove()
+        tables = [t for t in reversed(db.metadata.sorted_tables) if t.name != "audit_head"]
+        with db.engine.begin() as conn:
+            for table in tables:
+                conn.execute(table.delete())
+            conn.execute(
+                text("UPDATE audit_head SET seq = 0, last_hash = :h WHERE id = 1"),
+                {"h": "0" * 64},
+            )
+
+
+@pytest.fixture(scope="session", params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> str:
+    if request.param == "sqlite":
+        path: Path = tmp_path_factory.mktemp("sqlite") / "relais-test.db"
+        return f"sqlite:///{path}"
+    url = postgres_url()
+    if url is None:
+        skip_or_fail("TEST_DATABASE_URL is not set: PostgreSQL tests skipped")
+    assert url is not None
+    reset_postgres_schema(url)
+    return url
+
+
+@pytest.fixture(scope="session")
+def _migrated_app(database_url: str) -> Flask:
+    app = make_app(database_url)
+    upgrade(app)
+    return app
+
+
+@pytest.fixture()
+def app(_migrated_app: Flask) -> Iterator[Flask]:
+    empty_tables(_migrated_app)
+    # Each test gets its own app object on the migrated database, so config changes stay local.
+    app = make_app(_migrated_app.config["SQLALCHEMY_DATABASE_URI"])
+    with app.app_context():
+        yield app
+        db.session.remove()
+        db.engine.dispose()
+
+
+@pytest.fixture()
+def db_dialect(app: Flask) -> str:
+    return str(db.engine.dialect.name)
+
+
+@pytest.fixture()
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()
+
+
+@pytest.fixture()
+def api_token(app: Flask) -> str:
+    from app.dispatch.clients import create_client
+
+    _, token = create_client("dpi-test", CLI)
+    db.session.commit()
+    return token
+
+
+class Api:
+    """A DPI client over HTTP (Flask's test client), with the bearer token set."""
+
+    def __init__(self, client: FlaskClient, token: str) -> None:
+        self.client = client
+        self.headers = {"Authorization": f"Bearer {token}"}
+
+    def request(self, method: str, path: str, **kwargs: Any) -> Any:
+        headers = {**self.headers, **kwargs.pop("headers", {})}
+        return self.client.open(path, method=method, headers=headers, **kwargs)
+
+    def post(self, path: str, **kwargs: Any) -> Any:
+        return self.request("POST", path, **kwargs)
+
+    def get(self, path: str, **kwargs: Any) -> Any:
+        return self.request("GET", path, **kwargs)
+
+    def put(self, path: str, **kwargs: Any) -> Any:
+        return self.request("PUT", path, **kwargs)
+
+    def patch(self, path: str, **kwargs: Any) -> Any:
+        return self.request("PATCH", path, **kwargs)
+
+    def delete(self, path: str, **kwargs: Any) -> Any:
+        return self.request("DELETE", path, **kwargs)
+
+
+@pytest.fixture()
+def api(client: FlaskClient, api_token: str) -> Api:
+    return Api(client, api_token)
+
+
+PDF = make_pdf(["Lettre de sortie", "Test"])
+
+
+def document_body(document_id: str = "DPI-2026-000123", **changes: Any) -> dict[str, Any]:
+    """A valid POST /api/v1/documents body (the INTERFACES.md example), with changes."""
+    body: dict[str, Any] = {
+        "document_id": document_id,
+        "patient": {"id": "P-0042", "family_name": "Muster", "given_name": "Anna",
+                    "birth_date": "1961-04-02", "deceased": False},
+        "encounter": "outpatient",
+        "recipients": ["7601000000019"],
+        "type": "discharge_letter",
+        "title": "Lettre de sortie",
+        "service": "cardiologie",
+        "author": "Dr B. Exemple",
+        "signed_at": "2026-11-20T16:05:00+01:00",
+        "sensitive": False,
+        "third_party_data": False,
+        "category": "report",
+        "content_type": "application/pdf",
+        "content": base64.b64encode(PDF).decode(),
+    }
+    body.update(changes)
+    return body
+
+
+def consent_body(**changes: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "electronic_sending": True,
+        "designation": "treating_doctor",
+        "given_by": "patient",
+        "recorded_by": "secretariat.cardio",
+        "patient": {"family_name": "Muster", "given_name": "Anna", "birth_date": "1961-04-02"},
+    }
+    body.update(changes)
+    return body
+
+
+@pytest.fixture()
+def active_doctor(app: Flask) -> Any:
+    """Dr Claire Muller, GLN 7601000000019, active (signed in once through HIN)."""
+    from app.models import Doctor
+    from app.models.base import utcnow
+
+    doctor = Doctor(gln="7601000000019", family_name="Muller", given_name="Claire",
+                    state="active", activated_at=utcnow(), locality="Genève")
+    doctor.specialties = ["medecine_interne_generale"]
+    db.session.add(doctor)
+    db.session.commit()
+    return doctor
