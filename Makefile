@@ -1,0 +1,50 @@
+# Relais: `make run` serves the portal on a laptop; `make test` runs the whole suite.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+FLASK := $(VENV)/bin/flask --app wsgi
+BROWSER_DIR := tests/browser
+
+.PHONY: run test lint typecheck translations browser-deps clean
+
+$(VENV)/.runtime: requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	touch $@
+
+$(VENV)/.dev: requirements-dev.txt $(VENV)/.runtime
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	touch $@
+
+translations: $(VENV)/.runtime
+	$(VENV)/bin/pybabel compile --statistics -d translations 2>&1 | grep -v '^$$' || true
+
+run: $(VENV)/.runtime translations
+	mkdir -p instance
+	$(FLASK) db upgrade
+	$(FLASK) demo load
+	@echo "Relais: http://127.0.0.1:5000 (console SMS and email)"
+	RELAIS_ENV=development $(FLASK) run --host 127.0.0.1 --port 5000
+
+# Debian's Chromium for the browser tests (never a browser downloaded by a test tool), and
+# axe-core from npm for the accessibility checks.
+browser-deps:
+	@command -v chromium >/dev/null || { \
+	  echo "installing Debian's chromium (browser tests)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
+	@test -f $(BROWSER_DIR)/node_modules/axe-core/axe.min.js || \
+	  npm install --prefix $(BROWSER_DIR) --no-audit --no-fund --silent
+
+lint: $(VENV)/.dev
+	$(VENV)/bin/ruff check .
+
+typecheck: $(VENV)/.dev
+	$(VENV)/bin/mypy
+
+test: $(VENV)/.dev translations browser-deps lint typecheck
+	$(PY) -m pytest
+
+clean:
+	rm -rf $(VENV) $(BROWSER_DIR)/node_modules .pytest_cache .mypy_cache .ruff_cache
