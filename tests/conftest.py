@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import os
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -41,18 +42,29 @@ def postgres_url() -> str | None:
     parsed = make_url(url)
     if parsed.drivername in ("postgresql", "postgres"):
         parsed = parsed.set(drivername="postgresql+psycopg")
-    # The suite drops every table: refuse a database whose name does not say "test".
-    if "test" not in (parsed.database or ""):
-        raise RuntimeError("TEST_DATABASE_URL must name a database whose name contains 'test'")
+    if not parsed.database:
+        raise RuntimeError("TEST_DATABASE_URL must name a database")
     return parsed.render_as_string(hide_password=False)
 
 
-def reset_postgres_schema(url: str) -> None:
-    engine = create_engine(url)
-    with engine.begin() as conn:
-        conn.execute(text("DROP SCHEMA public CASCADE"))
-        conn.execute(text("CREATE SCHEMA public"))
-    engine.dispose()
+@contextmanager
+def private_postgres_database(url: str, suffix: str) -> Iterator[str]:
+    """A database of this test session's own, beside TEST_DATABASE_URL's, dropped afterwards.
+
+    Several suites (developers, CI) may share one server: each works in its own database.
+    """
+    parsed = make_url(url)
+    name = f"{parsed.database}_{suffix}_{os.getpid()}"
+    admin = create_engine(parsed.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield parsed.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
 
 
 TEST_KEY = base64.b64encode(b"k" * 32).decode()
@@ -89,26 +101,33 @@ def empty_tables(app: Flask) -> None:
                 text("UPDATE audit_head SET seq = 0, last_hash = :h WHERE id = 1"),
                 {"h": "0" * 64},
             )
+        db.engine.dispose()
 
 
 @pytest.fixture(scope="session", params=["sqlite", "postgresql"])
-def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> str:
+def database_url(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
     if request.param == "sqlite":
         path: Path = tmp_path_factory.mktemp("sqlite") / "relais-test.db"
-        return f"sqlite:///{path}"
+        yield f"sqlite:///{path}"
+        return
     url = postgres_url()
     if url is None:
         skip_or_fail("TEST_DATABASE_URL is not set: PostgreSQL tests skipped")
     assert url is not None
-    reset_postgres_schema(url)
-    return url
+    with private_postgres_database(url, "suite") as private_url:
+        yield private_url
 
 
 @pytest.fixture(scope="session")
-def _migrated_app(database_url: str) -> Flask:
+def _migrated_app(database_url: str) -> Iterator[Flask]:
     app = make_app(database_url)
     upgrade(app)
-    return app
+    yield app
+    with app.app_context():
+        db.session.remove()
+        db.engine.dispose()
 
 
 @pytest.fixture()
