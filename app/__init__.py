@@ -25,6 +25,15 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
     settings = load_settings(app.instance_path, overrides)
     app.config.from_mapping(settings.flask_config())
     app.extensions["relais.settings"] = settings
+    if settings.proxy_hops:
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        # Behind the TLS proxy: take the client's address, scheme and host from it, so that
+        # request.is_secure (HSTS, secure cookies) and external URLs (SAML, emails) are right.
+        hops = settings.proxy_hops
+        app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
+            app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops, x_port=hops
+        )
 
     from app import models  # noqa: F401 - registers the tables
     from app.extensions import babel, csrf, db, migrate

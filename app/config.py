@@ -93,6 +93,9 @@ class Settings:
     saml_settings_dir: str
     saml_dev_idp: bool
     policy: PolicyConfig
+    #: How many reverse proxies (the TLS proxy ...) stand in front of the app and set the
+    #: X-Forwarded-* headers; 0 trusts none of those headers.
+    proxy_hops: int = 0
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     def flask_config(self) -> dict[str, Any]:
@@ -115,6 +118,9 @@ class Settings:
             "SAML_SETTINGS_DIR": self.saml_settings_dir,
             "SAML_DEV_IDP": self.saml_dev_idp,
             "DISPATCH_POLICY": self.policy,
+            "PROXY_HOPS": self.proxy_hops,
+            # Production is only ever reached over TLS (through the proxy).
+            "PREFERRED_URL_SCHEME": "https" if production else "http",
             "SESSION_COOKIE_HTTPONLY": True,
             "SESSION_COOKIE_SAMESITE": "Lax",
             "SESSION_COOKIE_SECURE": production,
@@ -129,19 +135,26 @@ class Settings:
         return config
 
 
+def _hours(get: Any, name: str, default: int) -> int:
+    return _int(name, get(name, default))
+
+
 def _policy(get: Any) -> PolicyConfig:
+    try:
+        return _build_policy(get)
+    except ValueError as error:  # PolicyConfig's own checks (a negative delay ...)
+        raise ConfigError(f"dispatch policy: {error}") from None
+
+
+def _build_policy(get: Any) -> PolicyConfig:
     return PolicyConfig(
         block_deceased=_bool(get("DISPATCH_BLOCK_DECEASED", True)),
         block_third_party_data=_bool(get("DISPATCH_BLOCK_THIRD_PARTY_DATA", True)),
         excluded_categories=_list(get("DISPATCH_EXCLUDED_CATEGORIES", "follow_up_note")),
         excluded_services=_list(get("DISPATCH_EXCLUDED_SERVICES", "pedopsychiatrie")),
         sensitive_delay=_bool(get("DISPATCH_SENSITIVE_DELAY", True)),
-        outpatient_delay=timedelta(
-            hours=_int("DISPATCH_OUTPATIENT_DELAY_HOURS", get("DISPATCH_OUTPATIENT_DELAY_HOURS", 168))
-        ),
-        inpatient_delay=timedelta(
-            hours=_int("DISPATCH_INPATIENT_DELAY_HOURS", get("DISPATCH_INPATIENT_DELAY_HOURS", 24))
-        ),
+        outpatient_delay=timedelta(hours=_hours(get, "DISPATCH_OUTPATIENT_DELAY_HOURS", 168)),
+        inpatient_delay=timedelta(hours=_hours(get, "DISPATCH_INPATIENT_DELAY_HOURS", 24)),
     )
 
 
@@ -178,9 +191,15 @@ def load_settings(
 
     if production:
         if secret_key == DEV_SECRET_KEY or len(secret_key) < 32:
-            raise ConfigError("production needs SECRET_KEY: a random value of 32 characters or more")
+            raise ConfigError(
+                "production needs SECRET_KEY: a random value of 32 characters or more"
+            )
         if not keys_value or keys_value == DEV_DOCUMENT_KEYS:
             raise ConfigError("production needs DOCUMENT_KEYS (keyid:base64 of 32 random bytes)")
+        # The development key is public (it is in this file): it must not even decrypt.
+        dev_keys = {key for _, key in parse_document_keys(DEV_DOCUMENT_KEYS)}
+        if any(key in dev_keys for _, key in parse_document_keys(str(keys_value))):
+            raise ConfigError("production refuses the development key in DOCUMENT_KEYS")
         if dev_idp:
             raise ConfigError("production refuses the development identity provider (SAML_DEV_IDP)")
 
@@ -195,10 +214,14 @@ def load_settings(
     if max_bytes <= 0:
         raise ConfigError("MAX_DOCUMENT_BYTES must be positive")
 
+    proxy_hops = _int("PROXY_HOPS", get("PROXY_HOPS", 0))
+    if not 0 <= proxy_hops <= 5:
+        raise ConfigError("PROXY_HOPS must be from 0 to 5")
+
     known = {
         "RELAIS_ENV", "SECRET_KEY", "DATABASE_URL", "REDIS_URL", "DOCUMENT_KEYS",
         "PUBLIC_BASE_URL", "MAX_DOCUMENT_BYTES", "MAIL_BACKEND", "SMS_BACKEND",
-        "SAML_SETTINGS_DIR", "SAML_DEV_IDP",
+        "SAML_SETTINGS_DIR", "SAML_DEV_IDP", "PROXY_HOPS",
     }
     # Other keys (MAIL_*, TWILIO_*, SAML_ATTR_*, DISPATCH_* ...) are passed through to Flask's
     # config for the modules that own them; an override or instance file may set any of them.
@@ -243,5 +266,6 @@ def load_settings(
         saml_settings_dir=str(get("SAML_SETTINGS_DIR", str(Path(instance_path) / "saml"))),
         saml_dev_idp=dev_idp,
         policy=_policy(get),
+        proxy_hops=proxy_hops,
         extra=extra,
     )

@@ -197,7 +197,12 @@ def load_demo() -> list[str]:
         f"login {_login(SMS_DOCTOR.gln)}, password {DEMO_PASSWORD}",
         "Other active demo doctors: "
         + ", ".join(f"{d.given_name} {d.family_name} ({d.gln})" for d in DOCTORS[1:3]),
-        f"DPI API client: {'demo-dpi (exists)' if client else 'none; create one with: flask --app wsgi api-client create NAME'}",
+        "DPI API client: "
+        + (
+            "demo-dpi (exists)"
+            if client
+            else "none; create one with: flask --app wsgi api-client create NAME"
+        ),
     ]
     db.session.flush()
     return lines

@@ -18,6 +18,7 @@ from app.models.base import utcnow
 from app.phone import is_e164
 
 _EMAIL = re.compile(r"[^@\s]{1,64}@[^@\s]+\.[^@\s]+")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 class EnrolmentError(ValueError):
@@ -58,7 +59,9 @@ def enrol_sms_doctor(
         raise EnrolmentError("the GLN is not valid (13 digits with a GS1 check digit)")
     if not family_name.strip() or not given_name.strip():
         raise EnrolmentError("family and given names are required")
-    if not _EMAIL.fullmatch(email):
+    if any(len(name) > 200 or _CONTROL.search(name) for name in (family_name, given_name)):
+        raise EnrolmentError("names are at most 200 characters, without control characters")
+    if len(email) > 320 or _CONTROL.search(email) or not _EMAIL.fullmatch(email):
         raise EnrolmentError("the email address is not valid")
     if not is_e164(mobile):
         raise EnrolmentError("the mobile number must be in E.164 form, e.g. +41791234567")
@@ -81,5 +84,8 @@ def enrol_sms_doctor(
     doctor.state = DoctorState.ACTIVE.value
     doctor.activated_at = doctor.activated_at or now
     db.session.flush()
-    record(actor, "doctor.enrolled", target=f"doctor:{gln}", details={"mode": "sms", "login": login})
+    # The temporary password is never audited: only who was enrolled, how, and under which login.
+    record(
+        actor, "doctor.enrolled", target=f"doctor:{gln}", details={"mode": "sms", "login": login}
+    )
     return Enrolled(doctor, login, password)

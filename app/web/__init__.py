@@ -6,7 +6,8 @@ import logging
 import re
 import secrets
 
-from flask import Flask, Response, g, render_template, request
+from flask import Flask, Response, current_app, g, render_template, request
+from flask_babel import refresh as refresh_locale
 from werkzeug.exceptions import HTTPException
 
 from app.web.problems import problem_response
@@ -23,7 +24,16 @@ CONTENT_SECURITY_POLICY = (
 )
 
 
+#: Per-request values kept on ``g``. ``g`` belongs to the app context, which a request reuses
+#: when one is already pushed (a test, a CLI command serving requests): start each request
+#: without the previous one's values, so that no caller and no language leak from it.
+_REQUEST_SCOPED = ("request_id", "api_client", "audit_target")
+
+
 def _start_request() -> None:
+    for name in _REQUEST_SCOPED:
+        g.pop(name, None)
+    refresh_locale()  # Flask-Babel caches the chosen locale on g
     # Keep a proxy's request id when it looks like one, so logs join up across hops.
     incoming = request.headers.get("X-Request-ID", "")
     g.request_id = incoming if _REQUEST_ID.fullmatch(incoming) else secrets.token_hex(12)
@@ -38,7 +48,9 @@ def _secure_headers(response: Response) -> Response:
     headers["Cross-Origin-Opener-Policy"] = "same-origin"
     headers["Cross-Origin-Resource-Policy"] = "same-origin"
     headers["Permissions-Policy"] = "camera=(), microphone=(), geolocation=(), payment=()"
-    if request.is_secure:
+    # Production is reached over TLS only (a browser ignores HSTS on plain http anyway); a laptop
+    # on http://127.0.0.1 must not be pinned to https.
+    if request.is_secure or current_app.config["RELAIS_ENV"] == "production":
         headers["Strict-Transport-Security"] = "max-age=63072000; includeSubDomains"
     if request.endpoint != "static":
         # Pages and API answers may carry patient data: no cache may keep them.

@@ -21,4 +21,7 @@ def select_timezone() -> str:
 
 
 def template_helpers() -> dict[str, Any]:
-    return {"current_locale": str(get_locale() or "fr"), "languages": current_app.config["LANGUAGES"]}
+    return {
+        "current_locale": str(get_locale() or "fr"),
+        "languages": current_app.config["LANGUAGES"],
+    }
