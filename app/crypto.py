@@ -32,6 +32,12 @@ class KeyRing:
     def __init__(self, keys: Sequence[tuple[str, bytes]]) -> None:
         if not keys:
             raise ValueError("a key ring needs at least one key")
+        ids = [key_id for key_id, _ in keys]
+        if len(set(ids)) != len(ids):
+            # A repeated id would silently replace the encrypting key with a later one.
+            raise ValueError("a key id appears twice in the key ring")
+        if any(len(key) != 32 for _, key in keys):
+            raise ValueError("document keys are AES-256 keys: 32 bytes each")
         self._keys = {key_id: AESGCM(key) for key_id, key in keys}
         self.current_key_id = keys[0][0]
 

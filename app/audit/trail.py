@@ -52,8 +52,9 @@ def _time_text(value: datetime) -> str:
     return value.astimezone(UTC).isoformat(timespec="microseconds")
 
 
-def event_content(event: AuditEvent) -> dict[str, Any]:
-    """The fields the hash covers, in a form that survives a database round trip."""
+def event_content(event: Any) -> dict[str, Any]:
+    """The fields the hash covers (of an AuditEvent or a stored row), in a form that survives a
+    database round trip."""
     return {
         "id": event.id,
         "time": _time_text(event.time),
@@ -69,7 +70,7 @@ def event_content(event: AuditEvent) -> dict[str, Any]:
     }
 
 
-def compute_hash(event: AuditEvent) -> str:
+def compute_hash(event: Any) -> str:
     return hashlib.sha256(canonical(event_content(event))).hexdigest()
 
 
@@ -133,17 +134,44 @@ class ChainBreak:
         return f"{where}: {self.problem}"
 
 
-def _events(batch: int = 1000) -> Iterator[AuditEvent]:
+@dataclass(frozen=True)
+class _Unreadable:
+    """A stored event whose columns cannot even be decoded (rewritten behind Relais' back)."""
+
+    id: int
+    error: str
+
+
+def _events(batch: int = 1000) -> Iterator[Any]:
+    """The stored rows, oldest first, read as plain rows.
+
+    Plain rows, not ORM objects: the identity map could otherwise hand back an event as this
+    session last saw it rather than as it is stored now (a verifier must read what is on disk),
+    and the caller's session is left as it was (no ``expunge_all`` of its pending objects).
+    A row that cannot be decoded (a time or JSON rewritten into garbage) comes as ``_Unreadable``
+    so that it is reported by its id instead of stopping the walk with a traceback.
+    """
+    table = AuditEvent.__table__
     last = 0
     while True:
-        rows = db.session.scalars(
-            select(AuditEvent).where(AuditEvent.id > last).order_by(AuditEvent.id).limit(batch)
-        ).all()
+        query = select(table).where(table.c.id > last).order_by(table.c.id).limit(batch)
+        try:
+            rows: list[Any] = list(db.session.execute(query).all())
+        except (ValueError, TypeError):
+            rows = []
+            ids = db.session.scalars(
+                select(table.c.id).where(table.c.id > last).order_by(table.c.id).limit(batch)
+            ).all()
+            for event_id in ids:
+                try:
+                    one = select(table).where(table.c.id == event_id)
+                    rows.append(db.session.execute(one).one())
+                except (ValueError, TypeError) as error:
+                    rows.append(_Unreadable(event_id, type(error).__name__))
         if not rows:
             return
         yield from rows
         last = rows[-1].id
-        db.session.expunge_all()
 
 
 def verify(anchor: tuple[int, str] | None = None) -> ChainBreak | None:
@@ -155,7 +183,14 @@ def verify(anchor: tuple[int, str] | None = None) -> ChainBreak | None:
     expected_id = 1
     prev_hash = GENESIS_HASH
     anchor_seen = anchor is None
+    head = db.session.execute(
+        select(AuditHead.seq, AuditHead.last_hash).where(AuditHead.id == 1)
+    ).one_or_none()
+    if head is None:
+        return ChainBreak(None, "the head row is missing")
     for event in _events():
+        if isinstance(event, _Unreadable):
+            return ChainBreak(event.id, f"cannot be read ({event.error}): rewritten")
         if event.id != expected_id:
             return ChainBreak(event.id, f"expected event {expected_id} here: events are missing")
         if event.prev_hash != prev_hash:
@@ -166,13 +201,23 @@ def verify(anchor: tuple[int, str] | None = None) -> ChainBreak | None:
             if event.hash != anchor[1]:
                 return ChainBreak(event.id, "differs from the anchored copy")
             anchor_seen = True
+        if event.id > head.seq:
+            return ChainBreak(
+                event.id, f"is beyond the chain head ({head.seq} events recorded): inserted"
+            )
+        if event.id == head.seq and event.hash != head.last_hash:
+            return ChainBreak(event.id, "differs from the hash recorded by the chain head")
         prev_hash = event.hash
         expected_id += 1
-    head = db.session.get(AuditHead, 1)
-    if head is None:
-        return ChainBreak(None, "the head row is missing")
-    if head.seq != expected_id - 1 or head.last_hash != prev_hash:
-        return ChainBreak(None, f"records {head.seq} events but the trail holds {expected_id - 1}")
+    if head.seq != expected_id - 1:
+        return ChainBreak(
+            expected_id,
+            f"missing: the chain head records {head.seq} events but the trail ends at "
+            f"{expected_id - 1} (cut off)",
+        )
+    if head.last_hash != prev_hash:
+        return ChainBreak(None, "the head's last hash does not match the trail")
     if not anchor_seen:
-        return ChainBreak(anchor[0] if anchor else None, "the anchored event is missing")
+        assert anchor is not None  # noqa: S101 - anchor_seen starts True without one
+        return ChainBreak(anchor[0], "the anchored event is missing")
     return None
