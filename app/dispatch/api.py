@@ -7,6 +7,7 @@ stored) and its rejection is audited in a transaction of its own.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from functools import wraps
 from pathlib import Path
@@ -21,13 +22,20 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from app.audit import Actor, record
 from app.dispatch import service
 from app.dispatch.clients import authenticate
-from app.dispatch.representations import consent_out, doctor_out, document_out, event_out, patient_out
+from app.dispatch.representations import (
+    consent_out,
+    doctor_out,
+    document_out,
+    event_out,
+    patient_out,
+)
 from app.dispatch.validation import (
     ContentTooLarge,
     UnsupportedContent,
     ValidationFailed,
     check_path_gln,
     check_path_id,
+    is_valid_id,
     parse_consent,
     parse_document,
     parse_patient_patch,
@@ -42,6 +50,8 @@ bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
 P = ParamSpec("P")
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
 _OPENAPI = Path(__file__).with_name("openapi.json")
 
 
@@ -50,7 +60,9 @@ class Malformed(Exception):
 
 
 def _json(body: Any, status: int = 200) -> Response:
-    return Response(json.dumps(body, ensure_ascii=False), status=status, mimetype="application/json")
+    return Response(
+        json.dumps(body, ensure_ascii=False), status=status, mimetype="application/json"
+    )
 
 
 def _actor() -> Actor:
@@ -58,13 +70,22 @@ def _actor() -> Actor:
     return Actor("api", client.name)
 
 
+def _not_json(constant: str) -> Any:
+    # Python's json module accepts NaN and Infinity, which are not JSON (RFC 8259).
+    raise ValueError(f"{constant} is not JSON")
+
+
 def _body() -> Any:
     try:
         raw = request.get_data(cache=False)
-        return json.loads(raw.decode("utf-8"))
+        body = json.loads(raw.decode("utf-8"), parse_constant=_not_json)
+        # "\ud800" escapes decode to lone surrogates, which are no text and cannot be stored.
+        json.dumps(body, ensure_ascii=False).encode("utf-8")
+        return body
     except RequestEntityTooLarge:
         raise
-    except (UnicodeDecodeError, ValueError):
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        # RecursionError: nesting deeper than the parser goes is not a body we can take.
         raise Malformed from None
 
 
@@ -81,7 +102,8 @@ def _rejected(status: int, detail: str | None, errors: list[dict[str, str]] | No
             "status": status,
             "method": request.method,
             "endpoint": request.endpoint or "",
-            "fields": [e["field"] for e in errors or []],
+            # Field names may come from the client (unknown fields): bounded in the trail.
+            "fields": [_CONTROL.sub("?", e["field"][:100]) for e in (errors or [])[:50]],
         },
     )
     db.session.commit()
@@ -131,12 +153,21 @@ def api_call(view: Callable[P, Response]) -> Callable[P, Response]:
     return wrapper
 
 
+def _or_not_found(check: Callable[..., None], *args: str) -> None:
+    try:
+        check(*args)
+    except ValidationFailed:
+        raise service.NotFound(args[0]) from None
+
+
 @bp.post("/documents")
 @api_call
 def post_document() -> Response:
     body = _body()
-    if isinstance(body, dict) and isinstance(body.get("document_id"), str):
-        g.audit_target = f"document:{body['document_id'][:128]}"
+    if isinstance(body, dict) and is_valid_id(body.get("document_id")):
+        # Only a well-formed id names the target of a rejection: no client bytes in the trail
+        # (PostgreSQL cannot even store a NUL).
+        g.audit_target = f"document:{body['document_id']}"
     data = parse_document(body, current_app.config["MAX_DOCUMENT_BYTES"])
     try:
         result = service.ingest(data, _actor(), g.api_client.id)
@@ -158,7 +189,8 @@ def post_document() -> Response:
 @bp.get("/documents/<document_id>")
 @api_call
 def get_document(document_id: str) -> Response:
-    check_path_id(document_id, "document_id")
+    # An identifier that cannot be valid names nothing: 404, as documented (not 422).
+    _or_not_found(check_path_id, document_id, "document_id")
     document = service.document_by_dpi_id(document_id)
     record(_actor(), "document.status_read", target=f"document:{document.document_id}",
            patient=document.patient.dpi_id)
@@ -183,15 +215,22 @@ def put_consent(patient_id: str, gln: str) -> Response:
     check_path_gln(gln)
     g.audit_target = f"consent:{patient_id}/{gln}"
     data = parse_consent(_body())
-    result = service.record_consent(patient_id, gln, data, _actor())
+    try:
+        result = service.record_consent(patient_id, gln, data, _actor())
+        db.session.commit()
+    except IntegrityError:
+        # A concurrent request created the same patient, doctor or consent first: write again
+        # over it (the latest write wins) instead of failing with a 500.
+        db.session.rollback()
+        result = service.record_consent(patient_id, gln, data, _actor())
     return _json(consent_out(result.consent), 201 if result.created else 200)
 
 
 @bp.delete("/patients/<patient_id>/consents/<gln>")
 @api_call
 def delete_consent(patient_id: str, gln: str) -> Response:
-    check_path_id(patient_id, "patient_id")
-    check_path_gln(gln)
+    _or_not_found(check_path_id, patient_id, "patient_id")
+    _or_not_found(check_path_gln, gln)
     g.audit_target = f"consent:{patient_id}/{gln}"
     service.revoke_consent(patient_id, gln, _actor())
     return Response(status=204)
@@ -213,7 +252,9 @@ def _int_arg(name: str, default: int, low: int, high: int) -> int:
     if raw is None:
         return default
     if not raw.isdigit() or not low <= int(raw) <= high:
-        raise ValidationFailed([{"field": name, "message": f"must be an integer from {low} to {high}"}])
+        raise ValidationFailed(
+            [{"field": name, "message": f"must be an integer from {low} to {high}"}]
+        )
     return int(raw)
 
 
@@ -236,8 +277,15 @@ def doctors() -> Response:
     q = (request.args.get("q") or "").strip()
     specialty = (request.args.get("specialty") or "").strip()
     limit = _int_arg("limit", 50, 1, 200)
-    if len(q) > 100 or len(specialty) > 64:
-        raise ValidationFailed([{"field": "q", "message": "is too long"}])
+    bad = [
+        {"field": name, "message": f"must be at most {size} characters"}
+        if len(value) > size
+        else {"field": name, "message": "must not contain control characters"}
+        for name, value, size in (("q", q, 100), ("specialty", specialty, 64))
+        if len(value) > size or _CONTROL.search(value)
+    ]
+    if bad:
+        raise ValidationFailed(bad)
     query = select(Doctor).options(
         selectinload(Doctor.specialty_links), selectinload(Doctor.identities)
     )
@@ -253,9 +301,13 @@ def doctors() -> Response:
         )
     if specialty:
         query = query.where(
-            Doctor.id.in_(select(DoctorSpecialty.doctor_id).where(DoctorSpecialty.code == specialty))
+            Doctor.id.in_(
+                select(DoctorSpecialty.doctor_id).where(DoctorSpecialty.code == specialty)
+            )
         )
-    found = db.session.scalars(query.order_by(Doctor.family_name, Doctor.given_name, Doctor.gln).limit(limit)).all()
+    found = db.session.scalars(
+        query.order_by(Doctor.family_name, Doctor.given_name, Doctor.gln).limit(limit)
+    ).all()
     record(_actor(), "doctors.searched", details={"results": len(found)})
     return _json({"doctors": [doctor_out(d) for d in found]})
 

@@ -255,7 +255,9 @@ def ingest(data: DocumentIn, actor: Actor, api_client_id: int | None = None) -> 
     document.response = response
 
     if newly_deceased:
-        record(actor, "patient.deceased", target=f"patient:{patient.dpi_id}", patient=patient.dpi_id)
+        record(
+            actor, "patient.deceased", target=f"patient:{patient.dpi_id}", patient=patient.dpi_id
+        )
     _audit_cancelled(cancelled, actor)
     record(
         actor,
@@ -397,7 +399,11 @@ def record_death(patient: Patient, actor: Actor) -> None:
     now = utcnow()
     patient.deceased_at = now
     config = policy_config()
-    cancelled = _cancel_held(patient, None, Rule.PATIENT_DECEASED, now, config) if config.block_deceased else []
+    cancelled = (
+        _cancel_held(patient, None, Rule.PATIENT_DECEASED, now, config)
+        if config.block_deceased
+        else []
+    )
     record(actor, "patient.deceased", target=f"patient:{patient.dpi_id}", patient=patient.dpi_id)
     _audit_cancelled(cancelled, actor)
     db.session.flush()
@@ -481,7 +487,9 @@ def revoke_consent(patient_id: str, gln: str, actor: Actor) -> Consent:
     if consent.revoked_at is None:
         consent.revoked_at = now
     cancelled = _cancel_held(patient, doctor, Rule.NO_CONSENT, now, policy_config())
-    record(actor, "consent.revoked", target=f"consent:{patient.dpi_id}/{gln}", patient=patient.dpi_id)
+    record(
+        actor, "consent.revoked", target=f"consent:{patient.dpi_id}/{gln}", patient=patient.dpi_id
+    )
     _audit_cancelled(cancelled, actor)
     db.session.flush()
     return consent
@@ -574,6 +582,10 @@ def rotate_keys(actor: Actor, batch: int = 100) -> int:
             )
             changed += 1
         db.session.flush()
-    record(actor, "documents.keys_rotated", details={"documents": changed, "key_id": ring.current_key_id})
+    record(
+        actor,
+        "documents.keys_rotated",
+        details={"documents": changed, "key_id": ring.current_key_id},
+    )
     return changed
 

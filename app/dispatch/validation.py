@@ -28,6 +28,8 @@ _DATETIME = re.compile(
     r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]{1,6})?)?(Z|[+-][0-9]{2}:[0-9]{2})"
 )
 PDF_MAGIC = b"%PDF-"
+PATIENT_ID_MAX = 64  # as in the patients table
+DOCUMENT_ID_MAX = 128  # as in the documents table
 
 
 class ValidationFailed(Exception):
@@ -59,15 +61,21 @@ class _Reader:
     def __init__(self, data: Any, prefix: str = "") -> None:
         self.prefix = prefix
         self.errors: list[dict[str, str]] = []
+        #: Set on a nested object that is missing or not an object: its one error is said,
+        #: and its fields are not reported again one by one.
+        self.silent = False
         self.data: dict[str, Any] = data if isinstance(data, dict) else {}
         if not isinstance(data, dict):
             self.fail("", "must be a JSON object")
 
     def name(self, field: str) -> str:
-        return f"{self.prefix}.{field}" if self.prefix and field else (field or self.prefix or "body")
+        if self.prefix and field:
+            return f"{self.prefix}.{field}"
+        return field or self.prefix or "body"
 
     def fail(self, field: str, message: str) -> None:
-        self.errors.append({"field": self.name(field), "message": message})
+        if not self.silent:
+            self.errors.append({"field": self.name(field), "message": message})
 
     def reject_unknown(self, allowed: set[str]) -> None:
         for key in sorted(set(self.data) - allowed):
@@ -80,7 +88,13 @@ class _Reader:
             return False, None
         return True, self.data[field]
 
-    def text(self, field: str, max_len: int, required: bool = True, pattern: re.Pattern[str] | None = None) -> str | None:
+    def text(
+        self,
+        field: str,
+        max_len: int,
+        required: bool = True,
+        pattern: re.Pattern[str] | None = None,
+    ) -> str | None:
         present, value = self._get(field, required)
         if not present:
             return None
@@ -154,10 +168,9 @@ class _Reader:
     def nested(self, field: str) -> _Reader:
         present, value = self._get(field, True)
         reader = _Reader(value if present else {}, self.name(field))
-        if present and not isinstance(value, dict):
-            return reader  # the nested reader already named the error
         if not present:
-            reader.errors.clear()
+            reader.errors.clear()  # the parent already said it is required
+        reader.silent = not present or not isinstance(value, dict)
         return reader
 
     def absorb(self, other: _Reader) -> None:
@@ -219,12 +232,19 @@ def _recipients(reader: _Reader) -> tuple[str, ...] | None:
     return tuple(value) if ok else None
 
 
-def parse_patient(reader: _Reader, with_id: bool) -> tuple[str | None, str | None, str | None, date | None]:
-    patient_id = reader.text("id", 64, pattern=_ID) if with_id else None
+def parse_patient(
+    reader: _Reader, with_id: bool
+) -> tuple[str | None, str | None, str | None, date | None]:
+    patient_id = reader.text("id", PATIENT_ID_MAX, pattern=_ID) if with_id else None
     family = reader.text("family_name", 200)
     given = reader.text("given_name", 200)
     birth = reader.day("birth_date")
     return patient_id, family, given, birth
+
+
+def _base64_length(size: int) -> int:
+    """The length of the base64 text (with padding) of ``size`` bytes."""
+    return 4 * ((size + 2) // 3)
 
 
 def parse_document(body: Any, max_bytes: int) -> DocumentIn:
@@ -233,7 +253,7 @@ def parse_document(body: Any, max_bytes: int) -> DocumentIn:
     if reader.errors:
         raise ValidationFailed(reader.errors)
     reader.reject_unknown(DOCUMENT_FIELDS)
-    document_id = reader.text("document_id", 128, pattern=_ID)
+    document_id = reader.text("document_id", DOCUMENT_ID_MAX, pattern=_ID)
 
     patient_reader = reader.nested("patient")
     patient_reader.reject_unknown({"id", "family_name", "given_name", "birth_date", "deceased"})
@@ -254,19 +274,24 @@ def parse_document(body: Any, max_bytes: int) -> DocumentIn:
     third_party = reader.boolean("third_party_data")
     category = reader.choice("category", Category, "report, follow_up_note")
     content_type = reader.text("content_type", 64)
-    content_text = reader.text("content", max_bytes * 2)
+    # No length limit on the text here: a content too large is a 413, not a field error. Base64
+    # text longer than that of MAX_DOCUMENT_BYTES is not even decoded.
+    content_text = reader.text("content", 2**62)
     content: bytes | None = None
+    too_large = False
     if content_text is not None:
-        try:
-            content = base64.b64decode(content_text, validate=True)
-        except (binascii.Error, ValueError):
-            reader.fail("content", "is not valid base64")
+        if len(content_text) > _base64_length(max_bytes):
+            too_large = True
+        else:
+            try:
+                content = base64.b64decode(content_text, validate=True)
+            except (binascii.Error, ValueError):
+                reader.fail("content", "is not valid base64")
     if reader.errors:
         raise ValidationFailed(reader.errors)
     if content_type != "application/pdf":
         raise UnsupportedContent("content_type must be application/pdf")
-    assert content is not None  # noqa: S101 - no errors means every field was read
-    if len(content) > max_bytes:
+    if too_large or content is None or len(content) > max_bytes:
         raise ContentTooLarge(f"the document is larger than {max_bytes} bytes")
     if not content.startswith(PDF_MAGIC):
         raise UnsupportedContent("the content is not a PDF document")
@@ -367,8 +392,18 @@ def parse_patient_patch(body: Any) -> None:
         raise ValidationFailed(reader.errors)
 
 
+def is_valid_id(value: object, longest: int = DOCUMENT_ID_MAX) -> bool:
+    return (
+        isinstance(value, str)
+        and len(value) <= longest
+        and _ID.fullmatch(value) is not None
+    )
+
+
 def check_path_id(value: str, field: str) -> None:
-    if len(value) > 128 or not _ID.fullmatch(value) or _CONTROL.search(value):
+    """A document or patient identifier from the path, as strict as in a body."""
+    longest = PATIENT_ID_MAX if field == "patient_id" else DOCUMENT_ID_MAX
+    if len(value) > longest or not _ID.fullmatch(value) or _CONTROL.search(value):
         raise ValidationFailed([{"field": field, "message": "is not a valid identifier"}])
 
 

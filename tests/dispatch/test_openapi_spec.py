@@ -673,7 +673,7 @@ VALID_REQUESTS: list[tuple[str, str, str, object]] = [
     ("death", "PATCH", "/api/v1/patients/P-0042", {"deceased": True}),
     ("events", "GET", "/api/v1/events?after=abc&limit=1000", None),
     ("doctors", "GET", "/api/v1/doctors?q=&specialty=cardiology&limit=200", None),
-    ("document id with encoded slash", "GET", "/api/v1/documents/DPI%2F2026%2F1", None),
+    ("document id with colons and dots", "GET", "/api/v1/documents/DPI:2026.1", None),
 ]
 
 
