@@ -248,10 +248,10 @@ def test_rotate_keys(app: Flask, api: Api) -> None:
                 select(AuditEvent).where(AuditEvent.action == "documents.keys_rotated")
             ).one()
             assert event.actor == "cli"
-            assert event.details == {"documents": 3, "key_id": "new"}
+            assert event.details == {"documents": 3, "key_id": "new", "failed": []}
             assert verify() is None
 
-        # Run again: nothing left to do, and it says so (audited too).
+        # Run again: nothing left to do, and it says so.
         with rotating.app_context():
             result = rotating.test_cli_runner().invoke(args=["documents", "rotate-keys"])
             assert result.exit_code == 0, result.output
@@ -273,3 +273,42 @@ def test_rotate_keys(app: Flask, api: Api) -> None:
             with other.app_context():
                 db.session.remove()
                 db.engine.dispose()
+
+
+def test_rotation_skips_and_reports_a_corrupt_document(app: Flask, api: Api) -> None:
+    from app.dispatch.service import read_content
+
+    # Given three documents, the middle one's ciphertext damaged on disk
+    ids = [f"DPI-2026-ROTX-{n}" for n in range(3)]
+    for document_id in ids:
+        _post_secret(api, document_id)
+    db.session.commit()
+    _, damaged = _stored(ids[1])
+    damaged.ciphertext = bytes([damaged.ciphertext[0] ^ 1]) + bytes(damaged.ciphertext[1:])
+    db.session.commit()
+    url = app.config["SQLALCHEMY_DATABASE_URI"]
+    rotating = make_app(url, DOCUMENT_KEYS=f"new:{base64.b64encode(K2).decode()},test1:{TEST_KEY}")
+    try:
+        # When the keys are rotated
+        with rotating.app_context():
+            result = rotating.test_cli_runner().invoke(args=["documents", "rotate-keys"])
+            db.session.remove()
+            # Then the healthy ones move to the new key, the damaged one is named and left as is
+            assert result.exit_code == 1
+            assert "2 document(s) re-encrypted" in result.output
+            assert ids[1] in result.output
+            for document_id in (ids[0], ids[2]):
+                document, content = _stored(document_id)
+                assert content.key_id == "new"
+                assert read_content(document) == SECRET_PDF
+            _, content = _stored(ids[1])
+            assert content.key_id == "test1"
+            event = db.session.scalars(
+                select(AuditEvent).where(AuditEvent.action == "documents.keys_rotated")
+            ).one()
+            assert event.outcome == "failure"
+            assert event.details["failed"] == [ids[1]]
+    finally:
+        with rotating.app_context():
+            db.session.remove()
+            db.engine.dispose()

@@ -99,12 +99,24 @@ documents = AppGroup("documents", help="Documents at rest.")
 
 @documents.command("rotate-keys")
 def documents_rotate_keys() -> None:
-    """Re-encrypt every document under the first key of DOCUMENT_KEYS."""
-    from app.dispatch.service import rotate_keys
+    """Re-encrypt every document under the first key of DOCUMENT_KEYS (a commit per batch)."""
+    from app.dispatch.service import rotate_key_batch
 
-    changed = rotate_keys(CLI)
-    _commit()
+    changed, failed, cursor = 0, [], 0
+    while True:
+        result = rotate_key_batch(CLI, after_id=cursor)
+        _commit()
+        db.session.expunge_all()  # keep memory flat: ciphertexts can be large
+        if result.last_id is None:
+            break
+        changed += result.changed
+        failed.extend(result.failed)
+        cursor = result.last_id
     click.echo(f"{changed} document(s) re-encrypted.")
+    if failed:
+        click.echo(f"error: {len(failed)} document(s) failed their integrity check and were "
+                   f"left as they were: {', '.join(failed)}", err=True)
+        sys.exit(1)
 
 
 dispatch = AppGroup("dispatch", help="The dispatch engine.")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable
+from datetime import timedelta
 from functools import wraps
 from pathlib import Path
 from typing import Any, ParamSpec
@@ -51,6 +52,8 @@ bp = Blueprint("api", __name__, url_prefix="/api/v1")
 P = ParamSpec("P")
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+LAST_USED_PRECISION = timedelta(minutes=1)
 
 _OPENAPI = Path(__file__).with_name("openapi.json")
 
@@ -120,7 +123,11 @@ def api_call(view: Callable[P, Response]) -> Callable[P, Response]:
         client = authenticate(token.strip()) if scheme.lower() == "bearer" else None
         if client is None:
             return _rejected(401, None, None)
-        client.last_used_at = utcnow()
+        now = utcnow()
+        # Written at most once a minute: the row lock of an update on every call would make a
+        # client's concurrent requests wait for one another.
+        if client.last_used_at is None or now - client.last_used_at > LAST_USED_PRECISION:
+            client.last_used_at = now
         g.api_client = client
         try:
             response = view(*args, **kwargs)
