@@ -102,7 +102,8 @@ def documents_rotate_keys() -> None:
     """Re-encrypt every document under the first key of DOCUMENT_KEYS (a commit per batch)."""
     from app.dispatch.service import rotate_key_batch
 
-    changed, failed, cursor = 0, [], 0
+    changed, cursor = 0, 0
+    failed: list[str] = []
     while True:
         result = rotate_key_batch(CLI, after_id=cursor)
         _commit()
