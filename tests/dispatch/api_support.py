@@ -33,15 +33,16 @@ def gln(n: int) -> str:
     return make_gln(f"7601000{n:05d}")
 
 
-class CheckedApi:
+class CheckedApi(Api):
     """The DPI client, asserting that every answer is one the OpenAPI document promises."""
 
     def __init__(self, api: Api) -> None:
+        super().__init__(api.client, api.headers["Authorization"].removeprefix("Bearer "))
         self.api = api
 
     def request(self, method: str, path: str, **kwargs: Any) -> Any:
         sent = kwargs.get("json")
-        response = self.api.request(method, path, **kwargs)
+        response = super().request(method, path, **kwargs)
         assert_response_matches(
             SPEC, method, path, response.status_code,
             response.get_json(silent=True), response.content_type,
@@ -50,21 +51,6 @@ class CheckedApi:
             # What the app accepts, the spec documents (parameters and body).
             assert_request_valid(SPEC, method, path, sent)
         return response
-
-    def post(self, path: str, **kwargs: Any) -> Any:
-        return self.request("POST", path, **kwargs)
-
-    def get(self, path: str, **kwargs: Any) -> Any:
-        return self.request("GET", path, **kwargs)
-
-    def put(self, path: str, **kwargs: Any) -> Any:
-        return self.request("PUT", path, **kwargs)
-
-    def patch(self, path: str, **kwargs: Any) -> Any:
-        return self.request("PATCH", path, **kwargs)
-
-    def delete(self, path: str, **kwargs: Any) -> Any:
-        return self.request("DELETE", path, **kwargs)
 
 
 def iso_ago(**delta: float) -> str:
