@@ -42,6 +42,7 @@ __all__ = [
     "Status",
     "age_on",
     "can_deliver",
+    "cancellation",
     "check_consent_giver",
     "decide",
     "decide_release",
@@ -309,6 +310,25 @@ def decide_release(facts: Facts, config: PolicyConfig, now: datetime) -> Decisio
         return Decision(Status.CANCELLED, failing, reason, None)
     reason = "Released after the sensitive-document delay; delivered."
     return Decision(Status.DELIVERED, Rule.OK, reason, None)
+
+
+_CANCEL_REASONS = {
+    Rule.NO_CONSENT: "Cancelled before release: consent to electronic sending was revoked.",
+    Rule.PATIENT_DECEASED: "Cancelled before release: the patient has died.",
+}
+
+
+def cancellation(event: Rule, config: PolicyConfig) -> Decision | None:
+    """What becomes of deliveries still held when consent is revoked or the patient dies.
+
+    A revocation always cancels them (a fixed rule); a death does while the CARA rule
+    ``block_deceased`` is on. ``None``: they stay held and are re-checked at release.
+    """
+    if event is Rule.NO_CONSENT or (event is Rule.PATIENT_DECEASED and config.block_deceased):
+        return Decision(Status.CANCELLED, event, _CANCEL_REASONS[event], None)
+    if event is Rule.PATIENT_DECEASED:
+        return None
+    raise ValueError(f"{event.value} is not an event that cancels held deliveries")
 
 
 class ConsentGiverError(ValueError):

@@ -31,6 +31,7 @@ from app.dispatch.policy import (
     RecipientFacts,
     Rule,
     Status,
+    cancellation,
     check_consent_giver,
     decide,
     decide_release,
@@ -236,7 +237,7 @@ def ingest(data: DocumentIn, actor: Actor, api_client_id: int | None = None) -> 
 
     cancelled: list[Delivery] = []
     if newly_deceased:
-        cancelled = _cancel_held(patient, None, Rule.PATIENT_DECEASED, now, config)
+        cancelled = _cancel_held(patient, None, Rule.PATIENT_DECEASED, now)
 
     deliveries: list[tuple[Delivery, Decision]] = []
     for gln in recipients:
@@ -344,9 +345,15 @@ def release_due(actor: Actor, now: datetime | None = None, batch: int = 200) -> 
 
 
 def _cancel_held(
-    patient: Patient, doctor: Doctor | None, rule: Rule, now: datetime, config: PolicyConfig
+    patient: Patient, doctor: Doctor | None, event: Rule, now: datetime
 ) -> list[Delivery]:
-    """Cancel what is still held for this patient (and doctor): no audit yet, see callers."""
+    """Apply the policy's cancellation to what is still held for this patient (and doctor).
+
+    No audit here: callers audit after all their data changes (see the module docstring).
+    """
+    decision = cancellation(event, policy_config())
+    if decision is None:
+        return []
     query = (
         select(Delivery)
         .join(Document, Document.id == Delivery.document_id)
@@ -356,16 +363,8 @@ def _cancel_held(
     if doctor is not None:
         query = query.where(Delivery.recipient_gln == doctor.gln)
     held = db.session.scalars(query).all()
-    reason = {
-        Rule.PATIENT_DECEASED: "Cancelled before release: the patient has died.",
-        Rule.NO_CONSENT: "Cancelled before release: consent to electronic sending was revoked.",
-    }[rule]
     for delivery in held:
-        delivery.status = Status.CANCELLED.value
-        delivery.rule = rule.value
-        delivery.reason = reason
-        delivery.cancelled_at = now
-        delivery.decided_at = now
+        _apply(delivery, decision, now)
     db.session.flush()
     return list(held)
 
@@ -398,12 +397,7 @@ def record_death(patient: Patient, actor: Actor) -> None:
         return
     now = utcnow()
     patient.deceased_at = now
-    config = policy_config()
-    cancelled = (
-        _cancel_held(patient, None, Rule.PATIENT_DECEASED, now, config)
-        if config.block_deceased
-        else []
-    )
+    cancelled = _cancel_held(patient, None, Rule.PATIENT_DECEASED, now)
     record(actor, "patient.deceased", target=f"patient:{patient.dpi_id}", patient=patient.dpi_id)
     _audit_cancelled(cancelled, actor)
     db.session.flush()
@@ -454,7 +448,7 @@ def record_consent(patient_id: str, gln: str, data: ConsentIn, actor: Actor) -> 
     db.session.flush()
     cancelled = (
         [] if data.electronic_sending
-        else _cancel_held(patient, doctor, Rule.NO_CONSENT, now, policy_config())
+        else _cancel_held(patient, doctor, Rule.NO_CONSENT, now)
     )
     if doctor_created:
         record(actor, "doctor.created_pending", target=f"doctor:{gln}")
@@ -486,7 +480,7 @@ def revoke_consent(patient_id: str, gln: str, actor: Actor) -> Consent:
     now = utcnow()
     if consent.revoked_at is None:
         consent.revoked_at = now
-    cancelled = _cancel_held(patient, doctor, Rule.NO_CONSENT, now, policy_config())
+    cancelled = _cancel_held(patient, doctor, Rule.NO_CONSENT, now)
     record(
         actor, "consent.revoked", target=f"consent:{patient.dpi_id}/{gln}", patient=patient.dpi_id
     )

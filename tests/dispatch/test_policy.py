@@ -24,6 +24,7 @@ from app.dispatch.policy import (
     Status,
     age_on,
     can_deliver,
+    cancellation,
     check_consent_giver,
     decide,
     decide_release,
@@ -798,3 +799,35 @@ def test_age_on(birth_date: date, day: date, age: int) -> None:
 def test_age_on_refuses_a_future_birth() -> None:
     with pytest.raises(ValueError, match="birth_date"):
         age_on(date(2026, 11, 21), date(2026, 11, 20))
+
+
+# --- what revocation and death do to held deliveries ------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("event", "config", "cancels"),
+    [
+        (Rule.NO_CONSENT, PolicyConfig(), True),
+        # Revocation is a fixed rule: no switch keeps a held letter alive after it.
+        (Rule.NO_CONSENT, PolicyConfig(block_deceased=False, sensitive_delay=False), True),
+        (Rule.PATIENT_DECEASED, PolicyConfig(), True),
+        # With the CARA death rule off, held letters stay held (and are re-checked at release).
+        (Rule.PATIENT_DECEASED, PolicyConfig(block_deceased=False), False),
+    ],
+    ids=["revocation", "revocation-all-switches-off", "death", "death-rule-off"],
+)
+def test_cancellation_of_held_deliveries(event: Rule, config: PolicyConfig, cancels: bool) -> None:
+    decision = cancellation(event, config)
+    if not cancels:
+        assert decision is None
+        return
+    assert decision is not None
+    assert decision.status is Status.CANCELLED
+    assert decision.rule is event
+    assert decision.release_at is None
+    assert decision.reason.startswith("Cancelled before release")
+
+
+def test_only_revocation_and_death_cancel_held_deliveries() -> None:
+    with pytest.raises(ValueError, match="third_party_data"):
+        cancellation(Rule.THIRD_PARTY_DATA, PolicyConfig())

@@ -297,3 +297,30 @@ def test_two_workers_release_each_delivery_once(
     ).all()
     assert dict(per_target) == {f"document:DPI-{n:03d}": 1 for n in range(count)}
     assert verify() is None
+
+
+@pytest.mark.parametrize("how", ["patch", "document body"])
+def test_with_the_death_rule_off_held_letters_stay_held(
+    app: Flask, api: Api, consented: Doctor, how: str
+) -> None:
+    from app.dispatch.policy import PolicyConfig
+
+    # Given a hospital that switched the CARA death rule off, and a held letter
+    app.config["DISPATCH_POLICY"] = PolicyConfig(block_deceased=False)
+    release_at = _held(api, "DPI-1", signed_days_ago=1)
+
+    # When the death is recorded (by PATCH, or by a later document that says so)
+    if how == "patch":
+        response = api.patch(f"/api/v1/patients/{PATIENT}", json={"deceased": True})
+        assert response.status_code == 200, response.get_json()
+    else:
+        patient = document_body()["patient"] | {"deceased": True}
+        _held(api, "DPI-2", signed_days_ago=1, patient=patient)
+
+    # Then the letter stays held, and is delivered when its time comes
+    assert (_delivery("DPI-1").status, _delivery("DPI-1").rule) == ("held", "sensitive_delay")
+    assert not _events("delivery.cancelled")
+    delivered, cancelled = _release(release_at + timedelta(days=1))
+    assert (delivered, cancelled) == (2 if how != "patch" else 1, 0)
+    assert _delivery("DPI-1").status == "delivered"
+    assert verify() is None
