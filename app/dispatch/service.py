@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 from flask import current_app
@@ -173,7 +173,8 @@ def _delivery_answer(delivery: Delivery) -> dict[str, Any]:
 
 
 def iso(value: datetime | None) -> str | None:
-    return value.isoformat() if value is not None else None
+    """API times: ISO 8601 in UTC with its offset, the same however the value was computed."""
+    return value.astimezone(UTC).isoformat() if value is not None else None
 
 
 def _apply(delivery: Delivery, decision: Decision, now: datetime) -> None:

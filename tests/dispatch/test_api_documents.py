@@ -13,7 +13,7 @@ from app.dispatch import service
 from app.extensions import db
 from app.models import Doctor, Document
 from app.models.base import utcnow
-from tests.conftest import Api, document_body
+from tests.conftest import Api, consent_body, document_body
 from tests.dispatch.api_support import (
     GLN,
     PATIENT,
@@ -365,3 +365,17 @@ def test_consent_given_again_after_revocation_lets_letters_through(
     again = consent(dpi)
     assert again.status_code == 200 and again.get_json()["revoked_at"] is None
     assert delivery_of(post(dpi, "DPI-2").get_json())["rule"] == "ok"
+
+
+def test_times_read_the_same_in_the_first_answer_and_later(
+    api: Api, active_doctor: Doctor
+) -> None:
+    # A held letter's release time, computed from a +01:00 signature, is given in UTC both in
+    # the answer to the POST and when the DPI reads the document back.
+    api.put(f"/api/v1/patients/P-0042/consents/{active_doctor.gln}", json=consent_body())
+    posted = api.post("/api/v1/documents", json=document_body(sensitive=True,
+                      signed_at="2099-11-20T16:05:00+01:00"))
+    assert posted.status_code == 201, posted.get_json()
+    first = posted.get_json()["deliveries"][0]["release_at"]
+    later = api.get("/api/v1/documents/DPI-2026-000123").get_json()["deliveries"][0]["release_at"]
+    assert first == later == "2099-11-27T15:05:00+00:00"
