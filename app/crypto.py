@@ -46,14 +46,19 @@ class KeyRing:
         aead = self._keys[self.current_key_id]
         return Sealed(self.current_key_id, nonce, aead.encrypt(nonce, plaintext, associated))
 
-    def open(self, sealed: Sealed, associated: bytes, sha256: str) -> bytes:
+    def unseal(self, sealed: Sealed, associated: bytes) -> bytes:
+        """Decrypt and authenticate (GCM's tag covers the ciphertext and associated data)."""
         aead = self._keys.get(sealed.key_id)
         if aead is None:
             raise ContentIntegrityError(f"unknown document key id {sealed.key_id!r}")
         try:
-            plaintext = aead.decrypt(sealed.nonce, sealed.ciphertext, associated)
+            return aead.decrypt(sealed.nonce, sealed.ciphertext, associated)
         except InvalidTag:
-            raise ContentIntegrityError("document content failed authentication") from None
+            raise ContentIntegrityError("sealed content failed authentication") from None
+
+    def open(self, sealed: Sealed, associated: bytes, sha256: str) -> bytes:
+        """Unseal a document and check it against the hash recorded when it was received."""
+        plaintext = self.unseal(sealed, associated)
         if not hmac.compare_digest(hashlib.sha256(plaintext).hexdigest(), sha256):
             raise ContentIntegrityError("document content does not match its hash")
         return plaintext

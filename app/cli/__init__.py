@@ -94,6 +94,54 @@ def doctors_enrol(gln: str, family_name: str, given_name: str, email: str, mobil
     click.echo(f"temporary password: {enrolled.temporary_password}")
 
 
+users = AppGroup("users", help="Hospital staff and desk accounts.")
+
+
+@users.command("create-staff")
+@click.argument("login")
+@click.option("--role", required=True, metavar="staff|desk", help="staff or desk")
+def users_create_staff(login: str, role: str) -> None:
+    """Create a staff or desk account; print its temporary password and TOTP URI once."""
+    from app.staff.accounts import StaffError, create_staff
+
+    try:
+        _, password, uri = create_staff(login, role, CLI)
+    except StaffError as error:
+        _fail(str(error))
+    _commit()
+    click.echo(f"login: {login}")
+    click.echo(f"temporary password: {password}")
+    click.echo(f"TOTP provisioning URI: {uri}")
+
+
+@users.command("deactivate")
+@click.argument("login")
+def users_deactivate(login: str) -> None:
+    """End a staff account at once."""
+    from app.staff.accounts import StaffError, deactivate_staff
+
+    try:
+        deactivate_staff(login, CLI)
+    except StaffError as error:
+        _fail(str(error))
+    _commit()
+    click.echo(f"Staff account {login} deactivated.")
+
+
+@users.command("reset-totp")
+@click.argument("login")
+def users_reset_totp(login: str) -> None:
+    """Force a new authenticator enrolment; print the new TOTP URI once."""
+    from app.staff.accounts import StaffError, reset_totp
+
+    try:
+        uri = reset_totp(login, CLI)
+    except StaffError as error:
+        _fail(str(error))
+    _commit()
+    click.echo(f"TOTP provisioning URI: {uri}")
+
+
 documents = AppGroup("documents", help="Documents at rest.")
 
 
@@ -165,7 +213,7 @@ def audit_verify(anchor: str | None) -> None:
 
 
 def register_cli(app: Flask) -> None:
-    for group in (demo, api_client, doctors, documents, dispatch, audit):
+    for group in (demo, api_client, doctors, users, documents, dispatch, audit):
         app.cli.add_command(group)
 
 

@@ -5,6 +5,7 @@ from app.models.audit import AuditEvent, AuditHead
 from app.models.doctor import Doctor, DoctorSpecialty, HinIdentity
 from app.models.document import Delivery, Document, DocumentContent
 from app.models.patient import Consent, Patient
+from app.models.staff import RecoveryCode, StaffUser
 
 __all__ = [
     "ApiClient",
@@ -18,4 +19,6 @@ __all__ = [
     "DocumentContent",
     "HinIdentity",
     "Patient",
+    "RecoveryCode",
+    "StaffUser",
 ]

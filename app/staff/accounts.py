@@ -1,0 +1,173 @@
+"""Staff and desk accounts: creation, deactivation, the authenticator secret, recovery codes.
+
+Services flush and audit; the caller (the CLI, a view) commits. Nothing here writes a password,
+a TOTP secret, a code or a recovery code to the audit trail: the caller shows them once.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import CursorResult, or_, select, update
+
+from app.audit import Actor, record
+from app.auth import totp
+from app.auth.passwords import hash_password, temporary_password
+from app.crypto import ContentIntegrityError, Sealed
+from app.dispatch.service import key_ring
+from app.extensions import db
+from app.models import RecoveryCode, StaffUser
+from app.models.base import utcnow
+from app.models.staff import LOGIN_PATTERN, STAFF_ROLES
+
+
+class StaffError(ValueError):
+    """A staff account operation was refused; the message is safe to show an administrator."""
+
+
+def _target(user: StaffUser) -> str:
+    return f"staff:{user.login}"
+
+
+def _associated(user: StaffUser) -> bytes:
+    # Binds the ciphertext to its row: a secret copied onto another account fails to open.
+    return f"relais-staff-totp:{user.id}:{user.login}".encode()
+
+
+def _find(login: str) -> StaffUser:
+    user = db.session.scalar(select(StaffUser).where(StaffUser.login == login))
+    if user is None:
+        raise StaffError(f"no staff account with login {login!r}")
+    return user
+
+
+def _set_new_secret(user: StaffUser) -> str:
+    """Seal a new pending secret on ``user`` (which has an id) and return its URI."""
+    secret = totp.new_secret()
+    sealed = key_ring().seal(secret.encode("ascii"), _associated(user))
+    user.totp_key_id, user.totp_nonce, user.totp_ciphertext = (
+        sealed.key_id, sealed.nonce, sealed.ciphertext
+    )
+    user.totp_confirmed_at = None
+    user.totp_last_counter = None
+    return totp.provisioning_uri(secret, user.login)
+
+
+def totp_secret(user: StaffUser) -> str:
+    """The user's TOTP secret, unsealed. Raises ContentIntegrityError if it was tampered with."""
+    if user.totp_key_id is None or user.totp_nonce is None or user.totp_ciphertext is None:
+        raise ContentIntegrityError("this staff account has no authenticator secret")
+    sealed = Sealed(user.totp_key_id, user.totp_nonce, user.totp_ciphertext)
+    return key_ring().unseal(sealed, _associated(user)).decode("ascii")
+
+
+def create_staff(login: str, role: str, actor: Actor) -> tuple[StaffUser, str, str]:
+    """Create an account; returns it with a temporary password and the TOTP provisioning URI,
+    which the caller shows once and which are never stored in clear nor audited."""
+    if not LOGIN_PATTERN.fullmatch(login):
+        raise StaffError("a staff login is 3-64 characters of a-z, 0-9, '.', '_' or '-'")
+    if role not in STAFF_ROLES:
+        raise StaffError(f"the role must be one of: {', '.join(STAFF_ROLES)}")
+    if db.session.scalar(select(StaffUser.id).where(StaffUser.login == login)) is not None:
+        raise StaffError(f"the login {login!r} is already taken")
+    password = temporary_password()
+    user = StaffUser(
+        login=login, role=role, password_hash=hash_password(password), must_change_password=True
+    )
+    db.session.add(user)
+    db.session.flush()  # the id is part of the secret's associated data
+    uri = _set_new_secret(user)
+    db.session.flush()
+    record(actor, "staff.created", target=_target(user), details={"role": role})
+    return user, password, uri
+
+
+def deactivate_staff(login: str, actor: Actor) -> StaffUser:
+    """End an account at once (idempotent: a second call changes and records nothing)."""
+    user = _find(login)
+    if user.active:
+        user.active = False
+        user.deactivated_at = utcnow()
+        db.session.flush()
+        record(actor, "staff.deactivated", target=_target(user))
+    return user
+
+
+def reset_totp(login: str, actor: Actor) -> str:
+    """Force a new authenticator enrolment: a new pending secret, the old codes and recovery
+    codes void. Returns the new provisioning URI, to be shown once."""
+    user = _find(login)
+    if not user.active:
+        raise StaffError(f"the staff account {login!r} is deactivated")
+    uri = _set_new_secret(user)
+    user.recovery_codes.clear()
+    db.session.flush()
+    record(actor, "staff.totp_reset", target=_target(user))
+    return uri
+
+
+def verify_staff_totp(user: StaffUser, code: str, now: datetime, actor: Actor) -> bool:
+    """Check a code from the user's authenticator; on success remember its time step (so it
+    cannot be used again) and confirm a pending enrolment. Audited either way, without the code.
+    """
+    counter = None
+    if user.active:
+        counter = totp.verify(totp_secret(user), code, user.totp_last_counter, now)
+    if counter is None:
+        record(actor, "staff.totp_checked", target=_target(user), outcome="rejected")
+        return False
+    # A conditional update, so two requests racing with the same code cannot both succeed.
+    claimed = db.session.execute(
+        update(StaffUser)
+        .where(
+            StaffUser.id == user.id,
+            or_(StaffUser.totp_last_counter.is_(None), StaffUser.totp_last_counter < counter),
+        )
+        .values(totp_last_counter=counter)
+    )
+    if not isinstance(claimed, CursorResult) or claimed.rowcount != 1:
+        record(actor, "staff.totp_checked", target=_target(user), outcome="rejected")
+        return False
+    first = user.totp_confirmed_at is None
+    if first:
+        user.totp_confirmed_at = now
+    db.session.flush()
+    record(
+        actor, "staff.totp_checked", target=_target(user), details={"enrolment_confirmed": first}
+    )
+    return True
+
+
+def issue_recovery_codes(user: StaffUser, actor: Actor) -> list[str]:
+    """Replace the user's recovery codes with new ones, returned once and stored hashed."""
+    codes = totp.recovery_codes()
+    user.recovery_codes.clear()
+    db.session.flush()  # delete the old rows before the new ones are inserted
+    user.recovery_codes.extend(RecoveryCode(code_hash=totp.recovery_code_hash(c)) for c in codes)
+    db.session.flush()
+    record(actor, "staff.recovery_codes_issued", target=_target(user),
+           details={"count": len(codes)})
+    return codes
+
+
+def use_recovery_code(user: StaffUser, code: str, now: datetime, actor: Actor) -> bool:
+    """Spend one unused recovery code of this user's; audited either way, without the code."""
+    normalized = totp.normalize_recovery_code(code)
+    spent = 0
+    if user.active and normalized is not None:
+        # Spend it in one conditional update: a code raced twice is accepted once.
+        result = db.session.execute(
+            update(RecoveryCode)
+            .where(
+                RecoveryCode.staff_user_id == user.id,
+                RecoveryCode.code_hash == totp.recovery_code_hash(normalized),
+                RecoveryCode.used_at.is_(None),
+            )
+            .values(used_at=now)
+        )
+        spent = result.rowcount if isinstance(result, CursorResult) else 0
+    if spent != 1:
+        record(actor, "staff.recovery_code_used", target=_target(user), outcome="rejected")
+        return False
+    record(actor, "staff.recovery_code_used", target=_target(user))
+    return True
