@@ -11,6 +11,7 @@ from flask import Flask
 from sqlalchemy import select, text
 from sqlalchemy.engine import make_url
 
+from app.audit import CLI
 from app.crypto import ContentIntegrityError, KeyRing, Sealed, associated_data
 from app.extensions import db
 from app.models import AuditEvent, Document, DocumentContent
@@ -312,3 +313,36 @@ def test_rotation_skips_and_reports_a_corrupt_document(app: Flask, api: Api) -> 
         with rotating.app_context():
             db.session.remove()
             db.engine.dispose()
+
+
+def test_rotation_re_seals_staff_authenticator_secrets(app: Flask) -> None:
+    from app.models import StaffUser
+    from app.staff.accounts import create_staff, totp_secret
+
+    # Given a desk account whose TOTP secret is sealed under the old key
+    user, _, _ = create_staff("desk.one", "desk", CLI)
+    db.session.commit()
+    secret = totp_secret(user)
+    assert user.totp_key_id == "test1"
+    url = app.config["SQLALCHEMY_DATABASE_URI"]
+    k2 = base64.b64encode(K2).decode()
+    rotating = make_app(url, DOCUMENT_KEYS=f"new:{k2},test1:{TEST_KEY}")
+    only_new = make_app(url, DOCUMENT_KEYS=f"new:{k2}")
+    try:
+        # When the keys are rotated
+        with rotating.app_context():
+            result = rotating.test_cli_runner().invoke(args=["documents", "rotate-keys"])
+            assert result.exit_code == 0, result.output
+            assert "1 staff authenticator secret(s) re-sealed" in result.output
+            db.session.remove()
+        # Then the old key can be retired: the same secret opens under the new key alone
+        with only_new.app_context():
+            moved = db.session.scalars(select(StaffUser).where(StaffUser.login == "desk.one")).one()
+            assert moved.totp_key_id == "new"
+            assert totp_secret(moved) == secret
+            db.session.remove()
+    finally:
+        for other in (rotating, only_new):
+            with other.app_context():
+                db.session.remove()
+                db.engine.dispose()

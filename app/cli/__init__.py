@@ -162,6 +162,11 @@ def documents_rotate_keys() -> None:
         failed.extend(result.failed)
         cursor = result.last_id
     click.echo(f"{changed} document(s) re-encrypted.")
+    from app.staff.accounts import rotate_totp_keys
+
+    secrets_moved = rotate_totp_keys(CLI)
+    _commit()
+    click.echo(f"{secrets_moved} staff authenticator secret(s) re-sealed.")
     if failed:
         click.echo(f"error: {len(failed)} document(s) failed their integrity check and were "
                    f"left as they were: {', '.join(failed)}", err=True)

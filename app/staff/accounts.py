@@ -41,13 +41,17 @@ def _find(login: str) -> StaffUser:
     return user
 
 
-def _set_new_secret(user: StaffUser) -> str:
-    """Seal a new pending secret on ``user`` (which has an id) and return its URI."""
-    secret = totp.new_secret()
+def _seal_secret(user: StaffUser, secret: str) -> None:
     sealed = key_ring().seal(secret.encode("ascii"), _associated(user))
     user.totp_key_id, user.totp_nonce, user.totp_ciphertext = (
         sealed.key_id, sealed.nonce, sealed.ciphertext
     )
+
+
+def _set_new_secret(user: StaffUser) -> str:
+    """Seal a new pending secret on ``user`` (which has an id) and return its URI."""
+    secret = totp.new_secret()
+    _seal_secret(user, secret)
     user.totp_confirmed_at = None
     user.totp_last_counter = None
     return totp.provisioning_uri(secret, user.login)
@@ -59,6 +63,25 @@ def totp_secret(user: StaffUser) -> str:
         raise ContentIntegrityError("this staff account has no authenticator secret")
     sealed = Sealed(user.totp_key_id, user.totp_nonce, user.totp_ciphertext)
     return key_ring().unseal(sealed, _associated(user)).decode("ascii")
+
+
+def rotate_totp_keys(actor: Actor) -> int:
+    """Re-seal every staff TOTP secret under the first key of DOCUMENT_KEYS (key rotation),
+    so that an old key can be retired without breaking anyone's authenticator."""
+    current = key_ring().current_key_id
+    users = db.session.scalars(
+        select(StaffUser).where(
+            StaffUser.totp_key_id.is_not(None), StaffUser.totp_key_id != current
+        )
+    ).all()
+    for user in users:
+        _seal_secret(user, totp_secret(user))
+    db.session.flush()
+    if users:
+        record(
+            actor, "staff.totp_keys_rotated", details={"accounts": len(users), "key_id": current}
+        )
+    return len(users)
 
 
 def create_staff(login: str, role: str, actor: Actor) -> tuple[StaffUser, str, str]:
