@@ -8,6 +8,7 @@ test starts from empty tables and a fresh audit chain head.
 from __future__ import annotations
 
 import base64
+import json
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -17,7 +18,7 @@ from typing import Any
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, select, text
 from sqlalchemy.engine import make_url
 
 from app import create_app
@@ -158,6 +159,36 @@ def api_token(app: Flask) -> str:
     _, token = create_client("dpi-test", CLI)
     db.session.commit()
     return token
+
+
+def audit_text() -> str:
+    """Every audit event as text, to look for what must never be in it."""
+    from app.models import AuditEvent
+
+    events = db.session.scalars(select(AuditEvent).order_by(AuditEvent.id)).all()
+    return "\n".join(
+        json.dumps(
+            [e.actor, e.action, e.target, e.patient, e.outcome, e.rule, e.details],
+            ensure_ascii=False,
+        )
+        for e in events
+    )
+
+
+@contextmanager
+def sibling_app(app: Flask, **overrides: Any) -> Iterator[Flask]:
+    """Another app on the same database with other settings (e.g. other DOCUMENT_KEYS).
+
+    Its connections are closed afterwards. Push its own context to use it: Flask's CLI runs a
+    command in whatever app context is already pushed.
+    """
+    other = make_app(app.config["SQLALCHEMY_DATABASE_URI"], **overrides)
+    try:
+        yield other
+    finally:
+        with other.app_context():
+            db.session.remove()
+            db.engine.dispose()
 
 
 class Api:

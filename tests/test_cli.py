@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 from datetime import timedelta
 from typing import Any
@@ -24,7 +23,7 @@ from app.models import (
     Patient,
 )
 from app.models.base import utcnow
-from tests.conftest import consent_body, document_body
+from tests.conftest import audit_text, consent_body, document_body
 
 GLN = "7601000000026"  # valid GS1 check digit, not the active_doctor fixture's
 
@@ -36,18 +35,6 @@ def runner(app: Flask) -> FlaskCliRunner:
 
 def count(model: Any) -> int:
     return int(db.session.scalar(select(func.count()).select_from(model)) or 0)
-
-
-def audit_text() -> str:
-    """Every audit event as text, to look for what must never be in it."""
-    events = db.session.scalars(select(AuditEvent).order_by(AuditEvent.id)).all()
-    return "\n".join(
-        json.dumps(
-            [e.actor, e.action, e.target, e.patient, e.outcome, e.rule, e.details],
-            ensure_ascii=False,
-        )
-        for e in events
-    )
 
 
 def actions() -> list[str]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 
 import pyotp
@@ -14,9 +13,10 @@ from sqlalchemy import func, select
 from app.audit import CLI
 from app.auth.passwords import verify_password
 from app.extensions import db
-from app.models import AuditEvent, RecoveryCode, StaffUser
+from app.models import RecoveryCode, StaffUser
 from app.models.base import utcnow
 from app.staff.accounts import issue_recovery_codes, totp_secret, verify_staff_totp
+from tests.conftest import audit_text
 
 
 @pytest.fixture()
@@ -29,18 +29,6 @@ def printed(output: str, label: str) -> str:
     values = re.findall(rf"^{re.escape(label)}: (\S+)$", output, re.MULTILINE)
     assert len(values) == 1, output
     return values[0]
-
-
-def audit_text() -> str:
-    """Every audit event as text, to look for what must never be in it."""
-    events = db.session.scalars(select(AuditEvent).order_by(AuditEvent.id)).all()
-    return "\n".join(
-        json.dumps(
-            [e.actor, e.action, e.target, e.patient, e.outcome, e.rule, e.details],
-            ensure_ascii=False,
-        )
-        for e in events
-    )
 
 
 def staff_count() -> int:

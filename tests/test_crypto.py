@@ -16,7 +16,7 @@ from app.crypto import ContentIntegrityError, KeyRing, Sealed, associated_data
 from app.extensions import db
 from app.models import AuditEvent, Document, DocumentContent
 from app.pdf import make_pdf
-from tests.conftest import TEST_KEY, Api, document_body, make_app
+from tests.conftest import TEST_KEY, Api, document_body, sibling_app
 
 K1 = b"1" * 32
 K2 = b"2" * 32
@@ -201,17 +201,13 @@ def test_content_read_by_an_app_with_another_key_fails(app: Flask, api: Api) -> 
     from app.dispatch.service import read_content
 
     _post_secret(api)
-    other = make_app(app.config["SQLALCHEMY_DATABASE_URI"],
-                     DOCUMENT_KEYS=f"test1:{base64.b64encode(K2).decode()}")
-    try:
-        with other.app_context():
-            document, _ = _stored("DPI-2026-CRYPTO-1")
-            with pytest.raises(ContentIntegrityError):
-                read_content(document)
-    finally:
-        with other.app_context():
-            db.session.remove()
-            db.engine.dispose()
+    with (
+        sibling_app(app, DOCUMENT_KEYS=f"test1:{base64.b64encode(K2).decode()}") as other,
+        other.app_context(),
+    ):
+        document, _ = _stored("DPI-2026-CRYPTO-1")
+        with pytest.raises(ContentIntegrityError):
+            read_content(document)
 
 
 # --- key rotation --------------------------------------------------------------------------
@@ -228,11 +224,10 @@ def test_rotate_keys(app: Flask, api: Api) -> None:
     before = {d: bytes(_stored(d)[1].ciphertext) for d in ids}
     k1 = TEST_KEY
     k2 = base64.b64encode(K2).decode()
-    url = app.config["SQLALCHEMY_DATABASE_URI"]
-
-    rotating = make_app(url, DOCUMENT_KEYS=f"new:{k2},test1:{k1}")
-    only_new = make_app(url, DOCUMENT_KEYS=f"new:{k2}")
-    try:
+    with (
+        sibling_app(app, DOCUMENT_KEYS=f"new:{k2},test1:{k1}") as rotating,
+        sibling_app(app, DOCUMENT_KEYS=f"new:{k2}") as only_new,
+    ):
         # Flask's CLI runs a command in the app context already pushed (the test's ``app``):
         # push the rotating app's own context, or the command would use the old key ring.
         with rotating.app_context():
@@ -269,11 +264,6 @@ def test_rotate_keys(app: Flask, api: Api) -> None:
         document, _ = _stored(ids[0])
         with pytest.raises(ContentIntegrityError, match="unknown document key id 'new'"):
             read_content(document)
-    finally:
-        for other in (rotating, only_new):
-            with other.app_context():
-                db.session.remove()
-                db.engine.dispose()
 
 
 def test_rotation_skips_and_reports_a_corrupt_document(app: Flask, api: Api) -> None:
@@ -287,32 +277,26 @@ def test_rotation_skips_and_reports_a_corrupt_document(app: Flask, api: Api) -> 
     _, damaged = _stored(ids[1])
     damaged.ciphertext = bytes([damaged.ciphertext[0] ^ 1]) + bytes(damaged.ciphertext[1:])
     db.session.commit()
-    url = app.config["SQLALCHEMY_DATABASE_URI"]
-    rotating = make_app(url, DOCUMENT_KEYS=f"new:{base64.b64encode(K2).decode()},test1:{TEST_KEY}")
-    try:
-        # When the keys are rotated
-        with rotating.app_context():
-            result = rotating.test_cli_runner().invoke(args=["documents", "rotate-keys"])
-            db.session.remove()
-            # Then the healthy ones move to the new key, the damaged one is named and left as is
-            assert result.exit_code == 1
-            assert "2 document(s) re-encrypted" in result.output
-            assert ids[1] in result.output
-            for document_id in (ids[0], ids[2]):
-                document, content = _stored(document_id)
-                assert content.key_id == "new"
-                assert read_content(document) == SECRET_PDF
-            _, content = _stored(ids[1])
-            assert content.key_id == "test1"
-            event = db.session.scalars(
-                select(AuditEvent).where(AuditEvent.action == "documents.keys_rotated")
-            ).one()
-            assert event.outcome == "failure"
-            assert event.details["failed"] == [ids[1]]
-    finally:
-        with rotating.app_context():
-            db.session.remove()
-            db.engine.dispose()
+    new_first = f"new:{base64.b64encode(K2).decode()},test1:{TEST_KEY}"
+    # When the keys are rotated
+    with sibling_app(app, DOCUMENT_KEYS=new_first) as rotating, rotating.app_context():
+        result = rotating.test_cli_runner().invoke(args=["documents", "rotate-keys"])
+        db.session.remove()
+        # Then the healthy ones move to the new key, the damaged one is named and left as is
+        assert result.exit_code == 1
+        assert "2 document(s) re-encrypted" in result.output
+        assert ids[1] in result.output
+        for document_id in (ids[0], ids[2]):
+            document, content = _stored(document_id)
+            assert content.key_id == "new"
+            assert read_content(document) == SECRET_PDF
+        _, content = _stored(ids[1])
+        assert content.key_id == "test1"
+        event = db.session.scalars(
+            select(AuditEvent).where(AuditEvent.action == "documents.keys_rotated")
+        ).one()
+        assert event.outcome == "failure"
+        assert event.details["failed"] == [ids[1]]
 
 
 def test_rotation_re_seals_staff_authenticator_secrets(app: Flask) -> None:
@@ -324,11 +308,11 @@ def test_rotation_re_seals_staff_authenticator_secrets(app: Flask) -> None:
     db.session.commit()
     secret = totp_secret(user)
     assert user.totp_key_id == "test1"
-    url = app.config["SQLALCHEMY_DATABASE_URI"]
     k2 = base64.b64encode(K2).decode()
-    rotating = make_app(url, DOCUMENT_KEYS=f"new:{k2},test1:{TEST_KEY}")
-    only_new = make_app(url, DOCUMENT_KEYS=f"new:{k2}")
-    try:
+    with (
+        sibling_app(app, DOCUMENT_KEYS=f"new:{k2},test1:{TEST_KEY}") as rotating,
+        sibling_app(app, DOCUMENT_KEYS=f"new:{k2}") as only_new,
+    ):
         # When the keys are rotated
         with rotating.app_context():
             result = rotating.test_cli_runner().invoke(args=["documents", "rotate-keys"])
@@ -341,8 +325,3 @@ def test_rotation_re_seals_staff_authenticator_secrets(app: Flask) -> None:
             assert moved.totp_key_id == "new"
             assert totp_secret(moved) == secret
             db.session.remove()
-    finally:
-        for other in (rotating, only_new):
-            with other.app_context():
-                db.session.remove()
-                db.engine.dispose()
