@@ -260,6 +260,8 @@ def race(app: Flask, method: str, path: str, bodies: list[Any], tokens: list[str
 def two_tokens(api_token: str, db_dialect: str) -> list[str]:
     """Two DPI nodes, each with its own token, so that nothing per client serialises them."""
     if db_dialect != "postgresql":
+        # Not a missing service: the same test runs on PostgreSQL (always under CI); only this
+        # database's variant is skipped, because the case cannot arise or be raced on it.
         pytest.skip("SQLite serialises writers: the race needs PostgreSQL")
     _, other_token = create_client("dpi-test-2", CLI)
     db.session.commit()

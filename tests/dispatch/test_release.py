@@ -250,6 +250,8 @@ def test_two_workers_release_each_delivery_once(
     app: Flask, api: Api, consented: Doctor, db_dialect: str
 ) -> None:
     if db_dialect != "postgresql":
+        # Not a missing service: the same test runs on PostgreSQL (always under CI); only this
+        # database's variant is skipped, because the case cannot arise or be raced on it.
         pytest.skip("concurrent workers need PostgreSQL: SQLite has no row locks to race on")
     count = 12
     release_times = [_held(api, f"DPI-{n:03d}", signed_days_ago=1 + n / 100) for n in range(count)]
