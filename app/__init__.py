@@ -49,12 +49,18 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
         default_translation_directories=str(ROOT / "translations"),
     )
 
+    from app.auth.limits import init_limits
+    from app.auth.session import init_session
+    from app.auth.views import bp as auth_bp
     from app.dispatch.api import bp as api_bp
     from app.web import init_web
     from app.web.views import bp as web_bp
 
     init_web(app)
+    init_session(app)
+    init_limits(app)
     app.register_blueprint(web_bp)
+    app.register_blueprint(auth_bp)
     app.register_blueprint(api_bp)
     csrf.exempt(api_bp)  # bearer-token API: no cookies, so no CSRF
 

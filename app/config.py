@@ -125,7 +125,10 @@ class Settings:
             "SESSION_COOKIE_SAMESITE": "Lax",
             "SESSION_COOKIE_SECURE": production,
             "SESSION_COOKIE_NAME": "__Host-relais" if production else "relais",
-            "PERMANENT_SESSION_LIFETIME": timedelta(hours=8),
+            "PERMANENT_SESSION_LIFETIME": timedelta(hours=10),
+            # A signed-in session ends after 15 minutes without a request, or 10 hours in all.
+            "SESSION_IDLE_MINUTES": 15,
+            "SESSION_ABSOLUTE_HOURS": 10,
             "WTF_CSRF_TIME_LIMIT": 3600,
             "BABEL_DEFAULT_LOCALE": "fr",
             "BABEL_DEFAULT_TIMEZONE": "Europe/Zurich",

@@ -21,6 +21,7 @@ from sqlalchemy.orm import selectinload
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from app.audit import Actor, record
+from app.auth.session import public
 from app.dispatch import service
 from app.dispatch.clients import authenticate
 from app.dispatch.representations import (
@@ -320,5 +321,6 @@ def doctors() -> Response:
 
 
 @bp.get("/openapi.json")
+@public
 def openapi() -> Response:
     return Response(_OPENAPI.read_bytes(), mimetype="application/json")

@@ -2,6 +2,7 @@
 
 from app.models.api_client import ApiClient
 from app.models.audit import AuditEvent, AuditHead
+from app.models.auth import OneTimeCode, SamlAssertion, SamlRequest
 from app.models.doctor import Doctor, DoctorSpecialty, HinIdentity
 from app.models.document import Delivery, Document, DocumentContent
 from app.models.patient import Consent, Patient
@@ -18,7 +19,10 @@ __all__ = [
     "Document",
     "DocumentContent",
     "HinIdentity",
+    "OneTimeCode",
     "Patient",
     "RecoveryCode",
+    "SamlAssertion",
+    "SamlRequest",
     "StaffUser",
 ]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from sqlalchemy import Boolean, CheckConstraint, ForeignKey, String, UniqueConstraint
+from sqlalchemy import Boolean, CheckConstraint, ForeignKey, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship, validates
 
 from app.dispatch.policy import DoctorState
@@ -47,6 +47,11 @@ class Doctor(db.Model):  # type: ignore[name-defined,misc]
     #: A sign-in lockout (too many failures). It never stops letters.
     sign_in_locked: Mapped[bool] = mapped_column(Boolean, default=False)
     sign_in_locked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    #: Consecutive failed sign-ins (password or code); 10 lock sign-in for 15 minutes.
+    failed_sign_ins: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    #: Bumped by "sign out everywhere" and by the desk: every older session ends.
+    session_epoch: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    last_sign_in_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     #: Email notification of new documents: none, immediate (at each arrival) or digest.
     notification_mode: Mapped[str] = mapped_column(String(16), default="none")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -5,7 +5,15 @@ from __future__ import annotations
 import re
 from datetime import datetime
 
-from sqlalchemy import BigInteger, Boolean, CheckConstraint, ForeignKey, LargeBinary, String
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    ForeignKey,
+    Integer,
+    LargeBinary,
+    String,
+)
 from sqlalchemy.orm import Mapped, mapped_column, relationship, validates
 
 from app.extensions import db
@@ -40,6 +48,11 @@ class StaffUser(db.Model):  # type: ignore[name-defined,misc]
     totp_last_counter: Mapped[int | None] = mapped_column(BigInteger)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     last_sign_in_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    #: Consecutive failed sign-ins; 10 lock sign-in for 15 minutes (the desk can unlock).
+    failed_sign_ins: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    sign_in_locked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    #: Bumped by "sign out everywhere", deactivation and TOTP reset: older sessions end.
+    session_epoch: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
     recovery_codes: Mapped[list[RecoveryCode]] = relationship(
         back_populates="staff_user", cascade="all, delete-orphan"

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import re
-
 from flask import (
     Blueprint,
     Response,
@@ -17,36 +15,30 @@ from flask import (
 from sqlalchemy import text
 from werkzeug.wrappers import Response as BaseResponse
 
+from app.auth.session import public
 from app.extensions import db
+from app.web.paths import local_path
 
 bp = Blueprint("web", __name__)
 
 
 @bp.get("/")
+@public
 def index() -> str:
     return render_template("web/index.html")
 
 
 @bp.post("/lang")
+@public
 def set_language() -> BaseResponse:
     lang = request.form.get("lang", "")
     if lang in current_app.config["LANGUAGES"]:
         session["lang"] = lang
-    return redirect(_local_path(request.form.get("next", "/")), code=303)
-
-
-#: A path on this site: one leading slash, then no slash or backslash right after it, and no
-#: whitespace or control character anywhere (browsers drop tabs and newlines from URLs, so
-#: ``/<TAB>/evil.example`` would become ``//evil.example``, another site).
-_LOCAL_PATH = re.compile(r"/(?![/\\])[^\\\s\x00-\x1f\x7f]*")
-
-
-def _local_path(target: str) -> str:
-    """``target`` when it is a path of ours, else ``/``: never an open redirect."""
-    return target if _LOCAL_PATH.fullmatch(target) else "/"
+    return redirect(local_path(request.form.get("next")), code=303)
 
 
 @bp.get("/healthz")
+@public
 def healthz() -> tuple[Response, int]:
     try:
         db.session.execute(text("SELECT 1"))

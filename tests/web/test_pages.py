@@ -11,6 +11,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import select
 from werkzeug.test import TestResponse
 
+from app.auth.session import public
 from app.extensions import db
 from app.models import AuditEvent
 from tests.conftest import Api, make_app
@@ -212,7 +213,7 @@ def failing_app(tmp_path: Path) -> Flask:
     def boom() -> str:
         raise RuntimeError("secret-detail")
 
-    app.add_url_rule("/boom", "boom", boom)
+    app.add_url_rule("/boom", "boom", public(boom))
     app.add_url_rule("/api/v1/boom", "api_boom", boom)
     return app
 
@@ -317,13 +318,16 @@ def api_calls(app: Flask) -> list[tuple[str, str, str]]:
 
 
 def test_every_route_is_public_on_purpose_or_closed(app: Flask) -> None:
+    from app.auth.session import access_of
+
     endpoints = {rule.endpoint for rule in app.url_map.iter_rules()}
-    unexpected = {e for e in endpoints if e not in PUBLIC and not e.startswith("api.")}
-    assert not unexpected, (
-        f"routes neither public on purpose nor in the token-protected API: {sorted(unexpected)}"
-    )
-    # The public list names real routes (a renamed endpoint must not leave a stale entry).
-    assert endpoints >= PUBLIC
+    access = {endpoint: access_of(app, endpoint) for endpoint in endpoints}
+    undeclared = sorted(e for e, a in access.items() if a is None)
+    assert not undeclared, f"routes that declare no access (they answer 404): {undeclared}"
+    public = {e for e, a in access.items() if a == "public"}
+    assert public == PUBLIC, "a route became public, or stopped being: update PUBLIC on purpose"
+    token = {e for e, a in access.items() if a == "token"}
+    assert token == {e for e in endpoints if e.startswith("api.")} - PUBLIC
 
 
 def test_every_api_route_answers_401_without_a_token(app: Flask, client: FlaskClient) -> None:

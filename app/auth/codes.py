@@ -1,0 +1,185 @@
+"""One-time codes sent by SMS: 6 digits, 5 minutes, single use, 5 tries, 3 resends after 30 s.
+
+A code is bound to one attempt (a random *handle* kept in the browser's session) and stored
+only as an HMAC under ``SECRET_KEY``; the code itself is never stored, logged or audited.
+Every check is one conditional UPDATE, so two servers or two racing requests can neither use a
+code twice nor get more than 5 tries between them.
+
+Services flush; the caller commits (and sends the SMS only after the commit succeeded, so that
+a code that reached a phone always exists in the database).
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from flask import current_app
+from sqlalchemy import CursorResult, select, update
+
+from app.extensions import db
+from app.models import OneTimeCode
+from app.models.base import utcnow
+
+CODE_DIGITS = 6
+CODE_LIFETIME = timedelta(minutes=5)
+MAX_TRIES = 5
+RESEND_AFTER = timedelta(seconds=30)
+#: Sends in all for one attempt: the first one and 3 resends.
+MAX_SENDS = 4
+
+
+class Check(enum.Enum):
+    OK = "ok"
+    WRONG = "wrong"
+    EXPIRED = "expired"
+    USED = "used"
+    TOO_MANY_TRIES = "too_many_tries"
+    UNKNOWN = "unknown"
+
+
+class ResendRefused(Exception):
+    """A resend came too early or once too often; ``wait`` says how long until it is allowed."""
+
+    def __init__(self, reason: str, wait: timedelta | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.wait = wait
+
+
+@dataclass(frozen=True)
+class Issued:
+    """A code to send: the row (already flushed) and the plain code, shown to nobody else."""
+
+    challenge: OneTimeCode
+    code: str
+
+
+def _new_code() -> str:
+    return f"{secrets.randbelow(10**CODE_DIGITS):0{CODE_DIGITS}d}"
+
+
+def code_hash(handle: str, code: str) -> str:
+    key = current_app.config["SECRET_KEY"].encode()
+    return hmac.new(key, f"{handle}:{code}".encode(), hashlib.sha256).hexdigest()
+
+
+def issue(
+    purpose: str,
+    phone: str,
+    *,
+    doctor_id: int | None = None,
+    staff_user_id: int | None = None,
+    now: datetime | None = None,
+) -> Issued:
+    """A new attempt with its first code."""
+    now = now or utcnow()
+    handle = secrets.token_urlsafe(32)
+    code = _new_code()
+    challenge = OneTimeCode(
+        handle=handle, purpose=purpose, phone=phone, doctor_id=doctor_id,
+        staff_user_id=staff_user_id, code_hash=code_hash(handle, code), created_at=now,
+        sent_at=now, expires_at=now + CODE_LIFETIME, sends=1, tries=0,
+    )
+    db.session.add(challenge)
+    db.session.flush()
+    return Issued(challenge, code)
+
+
+def find(handle: str | None, purpose: str) -> OneTimeCode | None:
+    if not handle or not isinstance(handle, str) or len(handle) > 64:
+        return None
+    return db.session.scalar(
+        select(OneTimeCode).where(OneTimeCode.handle == handle, OneTimeCode.purpose == purpose)
+    )
+
+
+def resend(challenge: OneTimeCode, *, now: datetime | None = None) -> Issued:
+    """A fresh code for the same attempt (the previous one stops working). Tries carry over."""
+    now = now or utcnow()
+    if challenge.used_at is not None:
+        raise ResendRefused("used")
+    if challenge.tries >= MAX_TRIES:
+        raise ResendRefused("too_many_tries")
+    if challenge.sends >= MAX_SENDS:
+        raise ResendRefused("too_many_sends")
+    ready = challenge.sent_at + RESEND_AFTER
+    if now < ready:
+        raise ResendRefused("too_early", wait=ready - now)
+    code = _new_code()
+    result = db.session.execute(
+        update(OneTimeCode)
+        .where(
+            OneTimeCode.id == challenge.id,
+            OneTimeCode.sends == challenge.sends,  # a concurrent resend wins, this one fails
+            OneTimeCode.used_at.is_(None),
+        )
+        .values(
+            code_hash=code_hash(challenge.handle, code), sent_at=now,
+            expires_at=now + CODE_LIFETIME, sends=OneTimeCode.sends + 1,
+        )
+    )
+    if not isinstance(result, CursorResult) or result.rowcount != 1:
+        raise ResendRefused("too_early", wait=RESEND_AFTER)
+    db.session.refresh(challenge)
+    return Issued(challenge, code)
+
+
+def wait_before_resend(challenge: OneTimeCode, *, now: datetime | None = None) -> timedelta:
+    now = now or utcnow()
+    return max(timedelta(0), challenge.sent_at + RESEND_AFTER - now)
+
+
+def resends_left(challenge: OneTimeCode) -> int:
+    return max(0, MAX_SENDS - challenge.sends)
+
+
+def check(challenge: OneTimeCode, typed: str, *, now: datetime | None = None) -> Check:
+    """Checks ``typed`` against the attempt's current code and records the outcome.
+
+    A wrong code counts a try; the code is spent by the first right answer.
+    """
+    now = now or utcnow()
+    typed = "".join(typed.split())  # people type "123 456"
+    if challenge.used_at is not None:
+        return Check.USED
+    if challenge.tries >= MAX_TRIES:
+        return Check.TOO_MANY_TRIES
+    if now >= challenge.expires_at:
+        return Check.EXPIRED
+    right = (
+        len(typed) == CODE_DIGITS
+        and typed.isascii()
+        and typed.isdigit()
+        and hmac.compare_digest(code_hash(challenge.handle, typed), challenge.code_hash)
+    )
+    table = OneTimeCode
+    if right:
+        spent = db.session.execute(
+            update(table)
+            .where(table.id == challenge.id, table.used_at.is_(None), table.tries < MAX_TRIES,
+                   table.code_hash == challenge.code_hash)
+            .values(used_at=now)
+        )
+        db.session.refresh(challenge)
+        if isinstance(spent, CursorResult) and spent.rowcount == 1:
+            return Check.OK
+        # Another request spent it first, a resend replaced it, or the tries ran out.
+        if challenge.used_at is not None:
+            return Check.USED
+        if challenge.tries >= MAX_TRIES:
+            return Check.TOO_MANY_TRIES
+        return Check.WRONG
+    counted = db.session.execute(
+        update(table)
+        .where(table.id == challenge.id, table.used_at.is_(None), table.tries < MAX_TRIES)
+        .values(tries=table.tries + 1)
+    )
+    db.session.refresh(challenge)
+    if not isinstance(counted, CursorResult) or counted.rowcount != 1:
+        return Check.USED if challenge.used_at is not None else Check.TOO_MANY_TRIES
+    return Check.WRONG
