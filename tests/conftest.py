@@ -23,6 +23,7 @@ from sqlalchemy.engine import make_url
 
 from app import create_app
 from app.audit import CLI
+from app.auth.limits import limiter
 from app.extensions import db
 from app.pdf import make_pdf
 
@@ -79,6 +80,8 @@ def make_app(database_url: str, **overrides: Any) -> Flask:
         "DOCUMENT_KEYS": f"test1:{TEST_KEY}",
         "WTF_CSRF_ENABLED": True,
         "SERVER_NAME": "relais.test",
+        # Rate-limit counters of this test run only (CI shares one Redis between runs).
+        "RATELIMIT_KEY_PREFIX": f"relais-test-{os.getpid()}",
     }
     config.update(overrides)
     return create_app(config)
@@ -137,6 +140,7 @@ def app(_migrated_app: Flask) -> Iterator[Flask]:
     # Each test gets its own app object on the migrated database, so config changes stay local.
     app = make_app(_migrated_app.config["SQLALCHEMY_DATABASE_URI"])
     with app.app_context():
+        limiter.reset()  # one storage for every app of the process: counts start at zero
         yield app
         db.session.remove()
         db.engine.dispose()
