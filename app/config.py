@@ -126,9 +126,6 @@ class Settings:
             "SESSION_COOKIE_SECURE": production,
             "SESSION_COOKIE_NAME": "__Host-relais" if production else "relais",
             "PERMANENT_SESSION_LIFETIME": timedelta(hours=10),
-            # A signed-in session ends after 15 minutes without a request, or 10 hours in all.
-            "SESSION_IDLE_MINUTES": 15,
-            "SESSION_ABSOLUTE_HOURS": 10,
             "WTF_CSRF_TIME_LIMIT": 3600,
             "BABEL_DEFAULT_LOCALE": "fr",
             "BABEL_DEFAULT_TIMEZONE": "Europe/Zurich",
@@ -228,7 +225,8 @@ def load_settings(
     }
     # Other keys (MAIL_*, TWILIO_*, SAML_ATTR_*, DISPATCH_* ...) are passed through to Flask's
     # config for the modules that own them; an override or instance file may set any of them.
-    passthrough_prefixes = ("MAIL_", "TWILIO_", "SAML_ATTR_", "DISPATCH_")
+    passthrough_prefixes = ("MAIL_", "TWILIO_", "SAML_ATTR_", "DISPATCH_", "RATELIMIT_",
+                            "SESSION_IDLE_", "SESSION_ABSOLUTE_")
     extra: dict[str, Any] = {
         "MAIL_SERVER": "localhost",
         "MAIL_PORT": 25,
@@ -244,6 +242,9 @@ def load_settings(
         "SAML_ATTR_EMAIL": "email",
         "SAML_ATTR_GIVEN_NAME": "givenName",
         "SAML_ATTR_FAMILY_NAME": "surname",
+        # A signed-in session ends after 15 minutes without a request, or 10 hours in all.
+        "SESSION_IDLE_MINUTES": 15,
+        "SESSION_ABSOLUTE_HOURS": 10,
     }
     for source in (file_values, environ, overrides):
         for name, value in source.items():
@@ -253,6 +254,10 @@ def load_settings(
                 extra[name] = value
     extra["MAIL_PORT"] = _int("MAIL_PORT", extra["MAIL_PORT"])
     extra["MAIL_USE_TLS"] = _bool(extra["MAIL_USE_TLS"])
+    for name in ("SESSION_IDLE_MINUTES", "SESSION_ABSOLUTE_HOURS"):
+        extra[name] = _int(name, extra[name])
+        if extra[name] <= 0:
+            raise ConfigError(f"{name} must be positive")
 
     return Settings(
         env=env,

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from flask import current_app
 from sqlalchemy import select
 
 from app.audit import Actor, record
@@ -19,9 +20,10 @@ from app.dispatch import service
 from app.dispatch.policy import DoctorState
 from app.dispatch.validation import ConsentIn, parse_consent, parse_document
 from app.extensions import db
-from app.models import ApiClient, Doctor, Document
+from app.models import ApiClient, Doctor, Document, StaffUser
 from app.models.base import utcnow
 from app.pdf import make_pdf
+from app.staff.accounts import create_staff, totp_secret
 from app.staff.enrolment import enrol_sms_doctor
 
 DEMO = Actor("cli", "demo")
@@ -139,8 +141,31 @@ def _document(document_id: str, patient_id: str, title: str, recipients: list[st
     service.ingest(parse_document(body, 20 * 1024 * 1024), DEMO)
 
 
+#: Demo hospital accounts: a desk (enrols doctors) and a staff member.
+STAFF = (("accueil", "desk"), ("secretariat", "staff"))
+
+
+def _staff_account(login: str, role: str) -> str:
+    """The demo account ``login`` (created once, with the demo password and a confirmed
+    authenticator), and the line telling how to sign in with it, the TOTP code included."""
+    user = db.session.scalar(select(StaffUser).where(StaffUser.login == login))
+    if user is None:
+        user, _, _ = create_staff(login, role, DEMO)
+        user.password_hash = hash_password(DEMO_PASSWORD)
+        user.must_change_password = False
+        user.totp_confirmed_at = utcnow()  # as if the demo authenticator were set up
+        db.session.flush()
+    secret = totp_secret(user)
+    return (
+        f"{role.capitalize()} sign-in: login {login}, password {DEMO_PASSWORD}, then the "
+        f"authenticator code (secret {secret}) from: "
+        f".venv/bin/python -c \"import pyotp; print(pyotp.TOTP('{secret}').now())\""
+    )
+
+
 def load_demo() -> list[str]:
     """Load the demo data; returns the sign-in lines to print."""
+    base_url = str(current_app.config["PUBLIC_BASE_URL"]).rstrip("/")
     _doctors()
     muller, rochat, favre, berset = (d.gln for d in DOCTORS[:4])
     keller = DOCTORS[4].gln
@@ -191,10 +216,17 @@ def load_demo() -> list[str]:
     # Read: the doctor opened it.
     service.mark_first_read(service.document_by_dpi_id("DEMO-0001"), muller, DEMO)
 
+    staff_lines = [_staff_account(login, role) for login, role in STAFF]
+
     client = db.session.scalar(select(ApiClient).where(ApiClient.name == "demo-dpi"))
+    hin = DOCTORS[1]
     lines = [
-        f"SMS sign-in (doctor {SMS_DOCTOR.given_name} {SMS_DOCTOR.family_name}): "
-        f"login {_login(SMS_DOCTOR.gln)}, password {DEMO_PASSWORD}",
+        f"Doctor, SMS sign-in ({SMS_DOCTOR.given_name} {SMS_DOCTOR.family_name}): "
+        f"{base_url}/auth/login, login {_login(SMS_DOCTOR.gln)}, password {DEMO_PASSWORD}; "
+        "the SMS code is printed in this terminal (console SMS)",
+        f"Doctor, HIN sign-in ({hin.given_name} {hin.family_name}): {base_url}/auth/login, "
+        "\"Se connecter avec HIN\", then choose this doctor in the development identity provider",
+        *staff_lines,
         "Other active demo doctors: "
         + ", ".join(f"{d.given_name} {d.family_name} ({d.gln})" for d in DOCTORS[1:3]),
         "DPI API client: "

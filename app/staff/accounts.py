@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import CursorResult, or_, select, update
+from sqlalchemy import CursorResult, func, or_, select, update
 
 from app.audit import Actor, record
 from app.auth import totp
@@ -16,7 +16,7 @@ from app.auth.passwords import hash_password, temporary_password
 from app.crypto import ContentIntegrityError, Sealed
 from app.dispatch.service import key_ring
 from app.extensions import db
-from app.models import RecoveryCode, StaffUser
+from app.models import Doctor, RecoveryCode, StaffUser
 from app.models.base import utcnow
 from app.models.staff import LOGIN_PATTERN, STAFF_ROLES
 
@@ -91,7 +91,11 @@ def create_staff(login: str, role: str, actor: Actor) -> tuple[StaffUser, str, s
         raise StaffError("a staff login is 3-64 characters of a-z, 0-9, '.', '_' or '-'")
     if role not in STAFF_ROLES:
         raise StaffError(f"the role must be one of: {', '.join(STAFF_ROLES)}")
-    if db.session.scalar(select(StaffUser.id).where(StaffUser.login == login)) is not None:
+    # One namespace for every sign-in at /auth/login: a staff login never equals a doctor's.
+    taken = db.session.scalar(select(StaffUser.id).where(StaffUser.login == login)) or (
+        db.session.scalar(select(Doctor.id).where(func.lower(Doctor.login) == login))
+    )
+    if taken is not None:
         raise StaffError(f"the login {login!r} is already taken")
     password = temporary_password()
     user = StaffUser(
