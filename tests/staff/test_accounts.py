@@ -18,7 +18,7 @@ from app.audit import CLI, Actor, verify
 from app.auth.passwords import verify_password
 from app.crypto import ContentIntegrityError
 from app.extensions import db
-from app.models import AuditEvent, RecoveryCode, StaffUser
+from app.models import AuditEvent, Doctor, RecoveryCode, StaffUser
 from app.staff.accounts import (
     StaffError,
     create_staff,
@@ -114,6 +114,17 @@ def test_create_staff_refuses_a_login_already_taken(user: StaffUser) -> None:
         create_staff("m.dupont", "desk", CLI)
     db.session.rollback()
     assert db.session.scalars(select(StaffUser.role)).all() == ["staff"]
+
+
+def test_create_staff_refuses_a_doctor_login(app: Flask) -> None:
+    # One sign-in page for everyone: a staff login equal to a doctor's would make one of them
+    # unreachable (or, worse, let one account's password open the other's).
+    db.session.add(Doctor(gln="7601000000019", login="cmuller", state="active"))
+    db.session.commit()
+    with pytest.raises(StaffError, match="already taken"):
+        create_staff("cmuller", "desk", CLI)
+    db.session.rollback()
+    assert db.session.scalars(select(StaffUser.id)).all() == []
 
 
 def test_create_staff_is_audited_without_password_or_secret(
