@@ -129,6 +129,27 @@ def resend(challenge: OneTimeCode, *, now: datetime | None = None) -> Issued:
     return Issued(challenge, code)
 
 
+def send_failed(challenge: OneTimeCode, *, now: datetime | None = None) -> None:
+    """The SMS of the current code did not go out (the provider failed or timed out).
+
+    The attempt stays valid and nothing is stuck: a retry (:func:`resend`) is allowed at once,
+    and the failed send does not count among the 3 resends (the rate limits still bound
+    retries). The code itself stays valid too: after a timeout it may have reached the phone.
+    """
+    now = now or utcnow()
+    db.session.execute(
+        update(OneTimeCode)
+        .where(
+            OneTimeCode.id == challenge.id,
+            OneTimeCode.sends == challenge.sends,  # a resend that came in between stays counted
+            OneTimeCode.sends > 0,
+            OneTimeCode.used_at.is_(None),
+        )
+        .values(sent_at=now - RESEND_AFTER, sends=OneTimeCode.sends - 1)
+    )
+    db.session.refresh(challenge)
+
+
 def wait_before_resend(challenge: OneTimeCode, *, now: datetime | None = None) -> timedelta:
     now = now or utcnow()
     return max(timedelta(0), challenge.sent_at + RESEND_AFTER - now)

@@ -27,7 +27,8 @@ CONTENT_SECURITY_POLICY = (
 #: Per-request values kept on ``g``. ``g`` belongs to the app context, which a request reuses
 #: when one is already pushed (a test, a CLI command serving requests): start each request
 #: without the previous one's values, so that no caller and no language leak from it.
-_REQUEST_SCOPED = ("request_id", "api_client", "audit_target")
+_REQUEST_SCOPED = ("request_id", "api_client", "audit_target", "principal",
+                   "csrf_token", "_login_user")  # Flask-WTF's and Flask-Login's caches
 
 
 def _start_request() -> None:

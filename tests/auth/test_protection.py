@@ -1,0 +1,364 @@
+"""Attacks on sign-in, each against its defence: enumeration, guessing, fixation, open
+redirects, cross-site requests, stolen or forgotten sessions.
+
+Each test runs on SQLite and, with TEST_DATABASE_URL, on PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from argon2 import PasswordHasher
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import update
+
+from app.audit import Actor
+from app.auth.session import LOCKOUT_FAILURES, is_locked, unlock
+from app.extensions import db
+from app.models import Doctor
+from app.models.base import utcnow
+from tests.auth.test_login import (
+    GENERIC,
+    PASSWORD,
+    code_from,
+    copy_session,
+    events,
+    isolated_client_fixture,  # noqa: F401
+    make_doctor,
+    page_text,
+    post_code,
+    post_login,
+    sign_in_doctor,
+    signed_in_account,
+    token,
+    use_twilio,
+)
+from tests.conftest import Api
+from tests.support.signin import sign_in_as
+from tests.support.twilio_server import (
+    TwilioServer,
+    twilio_server_fixture,  # noqa: F401
+)
+
+
+@pytest.fixture()
+def twilio(app: Flask, twilio_server: TwilioServer) -> TwilioServer:
+    use_twilio(app, twilio_server)
+    return twilio_server
+
+
+def normalised(html: str, login: str) -> str:
+    """The page without what legitimately differs: the CSRF token and the typed login."""
+    html = re.sub(r'name="csrf_token" value="[^"]+"', 'name="csrf_token" value=""', html)
+    return html.replace(f'value="{login}"', 'value="LOGIN"')
+
+
+def lock(doctor: Doctor) -> None:
+    db.session.execute(update(Doctor).where(Doctor.id == doctor.id)
+                       .values(sign_in_locked_at=utcnow(), sign_in_locked=True))
+    db.session.commit()
+
+
+# --- no account enumeration ---------------------------------------------------------------
+
+
+def test_every_failure_shows_the_same_page(
+    app: Flask, client: FlaskClient, twilio: TwilioServer
+) -> None:
+    make_doctor("cmuller")
+    locked = make_doctor("locked", gln="7601000000026")
+    lock(locked)
+    make_doctor("gone", gln="7601000000033", state="deactivated")
+
+    pages = {
+        "unknown login": normalised(page_text(post_login(client, "nobody")), "nobody"),
+        "wrong password": normalised(page_text(post_login(client, "cmuller", "wrong-one")),
+                                     "cmuller"),
+        "locked, right password": normalised(page_text(post_login(client, "locked")), "locked"),
+        "deactivated, right password": normalised(page_text(post_login(client, "gone")),
+                                                  "gone"),
+    }
+
+    assert GENERIC in pages["unknown login"]
+    assert len(set(pages.values())) == 1, [k for k, v in pages.items()
+                                           if v != pages["unknown login"]]
+    assert twilio.messages == []
+    assert [e.details["reason"] for e in events("auth.refused")] == ["locked", "deactivated"]
+
+
+@pytest.mark.parametrize("case", ["unknown", "wrong", "locked", "deactivated"])
+def test_every_failure_costs_one_real_argon2_check(
+    app: Flask, client: FlaskClient, monkeypatch: pytest.MonkeyPatch, case: str
+) -> None:
+    doctor = make_doctor("cmuller")
+    if case == "locked":
+        lock(doctor)
+    if case == "deactivated":
+        doctor.state = "deactivated"
+        db.session.commit()
+    csrf = token(client)
+    checks: list[str] = []
+    real_verify = PasswordHasher.verify
+
+    def counting(self: PasswordHasher, hash: str, password: Any) -> Any:
+        checks.append(hash)
+        return real_verify(self, hash, password)
+
+    monkeypatch.setattr(PasswordHasher, "verify", counting)
+    login = "nobody" if case == "unknown" else "cmuller"
+    password = "wrong-password" if case == "wrong" else PASSWORD
+    answer = client.post("/auth/login", data={"csrf_token": csrf, "login": login,
+                                              "password": password})
+
+    assert GENERIC in page_text(answer)
+    assert len(checks) == 1
+    if case == "wrong":
+        assert checks[0] == doctor.password_hash
+    else:
+        # A hash of the full production cost, never the account's own
+        assert checks[0].startswith("$argon2id$v=19$m=65536,t=3,p=4$")
+
+
+# --- guessing: lockout and rate limits ----------------------------------------------------
+
+
+def test_ten_failures_lock_sign_in_for_15_minutes_but_not_the_letters(
+    app: Flask, client: FlaskClient, twilio: TwilioServer, api: Api
+) -> None:
+    doctor = make_doctor()
+    for _ in range(LOCKOUT_FAILURES):
+        post_login(client, "cmuller", "wrong-password")
+    db.session.refresh(doctor)
+    assert is_locked(doctor)
+    assert len(events("auth.locked")) == 1
+
+    # Even the right password is refused, and no code is sent
+    answer = post_login(client, "cmuller")
+    assert GENERIC in page_text(answer)
+    assert twilio.messages == []
+
+    # Letters still reach the doctor
+    listed = api.get("/api/v1/doctors?q=7601000000019").get_json()["doctors"]
+    assert [d["active"] for d in listed] == [True]
+
+    # After 15 minutes the right password works again
+    db.session.execute(update(Doctor).values(
+        sign_in_locked_at=utcnow() - timedelta(minutes=15, seconds=1)))
+    db.session.commit()
+    assert post_login(client, "cmuller").headers["Location"] == "/auth/code"
+
+
+def test_wrong_codes_count_towards_the_lockout(client: FlaskClient, twilio: TwilioServer) -> None:
+    doctor = make_doctor()
+    doctor.failed_sign_ins = LOCKOUT_FAILURES - 1
+    db.session.commit()
+    post_login(client, "cmuller")
+    code = code_from(twilio)
+    answer = post_code(client, f"{(int(code) + 1) % 1_000_000:06d}")
+    assert answer.headers["Location"].startswith("/auth/login")
+    db.session.refresh(doctor)
+    assert is_locked(doctor)
+
+
+def test_the_desk_unlocks_at_once(client: FlaskClient, twilio: TwilioServer) -> None:
+    doctor = make_doctor()
+    lock(doctor)
+    assert GENERIC in page_text(post_login(client, "cmuller"))
+
+    unlock(doctor, Actor("desk", "accueil"))
+    db.session.commit()
+
+    assert sign_in_doctor(client, twilio).status_code == 303
+    assert signed_in_account(client) is not None
+
+
+def test_guessing_from_one_address_meets_the_rate_limit(app: Flask, client: FlaskClient) -> None:
+    app.config["RATELIMIT_SIGNIN_PER_ADDRESS"] = "3 per minute"
+    csrf = token(client)
+    statuses = [
+        client.post("/auth/login", data={"csrf_token": csrf, "login": f"guess{i}",
+                                         "password": "x"}).status_code
+        for i in range(4)
+    ]
+    assert statuses == [200, 200, 200, 429]
+    answer = client.post("/auth/login", data={"csrf_token": csrf, "login": "other",
+                                              "password": "x"})
+    assert answer.status_code == 429
+    assert "Trop de tentatives" in page_text(answer)
+
+
+def test_guessing_one_login_from_many_addresses_meets_the_rate_limit(
+    app: Flask, client: FlaskClient
+) -> None:
+    app.config["RATELIMIT_SIGNIN_PER_ACCOUNT"] = "2 per minute"
+    make_doctor()
+    csrf = token(client)
+
+    def attempt(login: str, address: str) -> int:
+        return client.post("/auth/login", data={"csrf_token": csrf, "login": login,
+                                                "password": "wrong"},
+                           environ_base={"REMOTE_ADDR": address}).status_code
+
+    assert attempt("cmuller", "192.0.2.1") == 200
+    assert attempt("CMULLER", "192.0.2.2") == 200  # the same login, case folded
+    assert attempt("cmuller", "192.0.2.3") == 429
+    assert attempt("someone.else", "192.0.2.4") == 200
+
+
+def test_guessing_codes_meets_the_rate_limit(
+    app: Flask, client: FlaskClient, twilio: TwilioServer
+) -> None:
+    app.config["RATELIMIT_SIGNIN_PER_ACCOUNT"] = "3 per minute"
+    make_doctor()
+    post_login(client, "cmuller")
+    csrf = token(client, "/auth/code")
+    statuses = [client.post("/auth/code", data={"csrf_token": csrf, "code": "000000"},
+                            environ_base={"REMOTE_ADDR": f"192.0.2.{i}"}).status_code
+                for i in range(4)]
+    assert statuses == [200, 200, 200, 429]
+
+
+# --- session fixation ---------------------------------------------------------------------
+
+
+def test_nothing_from_the_session_before_sign_in_survives(
+    app: Flask, client: FlaskClient, twilio: TwilioServer
+) -> None:
+    doctor = make_doctor()
+    victim = make_doctor("victim", gln="7601000000026")
+    with client.session_transaction() as session:
+        session["planted"] = "by an attacker"
+        session["_user_id"] = f"doctor:{victim.id}:{victim.session_epoch}"
+        session["pending"] = {"account": f"doctor:{victim.id}", "stage": "code",
+                              "next": "/", "handle": "planted", "at": time.time()}
+        session["lang"] = "en"
+    # An attacker keeps a copy of the cookie planted in the doctor's browser
+    attacker = app.test_client()
+    planted = copy_session(client, attacker)
+
+    post_login(client, "cmuller")
+    with client.session_transaction() as session:
+        assert "planted" not in session
+        assert "_user_id" not in session
+        assert session["pending"]["account"] == f"doctor:{doctor.id}"
+        assert session["lang"] == "en"  # the language choice is kept
+    post_code(client, code_from(twilio))
+
+    with client.session_transaction() as session:
+        assert session["_user_id"] == f"doctor:{doctor.id}:{doctor.session_epoch}"
+        assert "planted" not in session and "pending" not in session
+    after = client.get_cookie("relais", domain="relais.test")
+    assert after is not None and after.value != planted
+    assert signed_in_account(attacker) == f"doctor:{victim.id}:0"  # still only the forgery
+    with attacker.session_transaction() as session:
+        session.pop("_user_id")
+    assert "Claire Muller" not in page_text(attacker.get("/"))
+
+
+# --- open redirects -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("target", ["//evil.example", "https://evil.example",
+                                    "/\\evil.example", "javascript:alert(1)",
+                                    "/\t/evil.example", "http:/evil.example"])
+def test_next_never_leaves_the_site(
+    client: FlaskClient, twilio: TwilioServer, target: str
+) -> None:
+    make_doctor()
+    assert 'name="next" value="/"' in page_text(client.get("/auth/login", query_string={
+        "next": target}))
+    answer = sign_in_doctor(client, twilio, next_path=target)
+    assert answer.status_code == 303
+    assert answer.headers["Location"] == "/"
+
+
+# --- cross-site requests ------------------------------------------------------------------
+
+
+def test_a_sign_in_post_without_csrf_token_does_nothing(
+    client: FlaskClient, twilio: TwilioServer
+) -> None:
+    doctor = make_doctor()
+    answer = client.post("/auth/login", data={"login": "cmuller", "password": PASSWORD})
+    assert answer.status_code == 400
+    assert twilio.messages == []
+    with client.session_transaction() as session:
+        assert "pending" not in session
+    wrong = client.post("/auth/login", data={"login": "cmuller", "password": "wrong"})
+    assert wrong.status_code == 400
+    db.session.refresh(doctor)
+    assert doctor.failed_sign_ins == 0
+
+
+def test_a_code_post_without_csrf_token_does_nothing(
+    client: FlaskClient, twilio: TwilioServer
+) -> None:
+    make_doctor()
+    post_login(client, "cmuller")
+    code = code_from(twilio)
+    assert client.post("/auth/code", data={"code": code}).status_code == 400
+    assert signed_in_account(client) is None
+    assert post_code(client, code).status_code == 303  # the code was not spent
+
+
+def test_sign_out_is_a_post_with_a_csrf_token(app: Flask, client: FlaskClient) -> None:
+    doctor = make_doctor()
+    sign_in_as(client, doctor)
+    assert client.get("/auth/logout").status_code == 405
+    assert client.post("/auth/logout").status_code == 400
+    assert signed_in_account(client) is not None
+    answer = client.post("/auth/logout", data={"csrf_token": token(client, "/")})
+    assert answer.status_code == 303
+    assert signed_in_account(client) is None
+
+
+def test_sign_out_everywhere_ends_the_other_devices_sessions(
+    app: Flask, client: FlaskClient, twilio: TwilioServer
+) -> None:
+    make_doctor()
+    laptop = app.test_client()
+    sign_in_doctor(laptop, twilio)
+    sign_in_doctor(client, twilio)
+    assert laptop.get("/auth/password").status_code == 200
+
+    client.post("/auth/logout-everywhere", data={"csrf_token": token(client, "/")})
+
+    assert signed_in_account(client) is None
+    gone = laptop.get("/auth/password")
+    assert gone.status_code == 303 and gone.headers["Location"].startswith("/auth/login")
+
+
+# --- forgotten sessions -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("key", "age"), [("seen_at", 15 * 60 + 1),
+                                          ("signed_in_at", 10 * 3600 + 1)])
+def test_sessions_end_after_15_idle_minutes_or_10_hours(
+    client: FlaskClient, twilio: TwilioServer, key: str, age: int
+) -> None:
+    make_doctor()
+    sign_in_doctor(client, twilio)
+    with client.session_transaction() as session:
+        session["seen_at"] = time.time() - 60
+        session[key] = time.time() - age
+
+    answer = client.get("/auth/password")
+
+    assert answer.status_code == 303
+    assert answer.headers["Location"].startswith("/auth/login?next=%2Fauth%2Fpassword")
+    assert signed_in_account(client) is None
+    assert "Votre session a expiré" in page_text(client.get(answer.headers["Location"]))
+
+
+def test_an_active_session_is_kept(client: FlaskClient, twilio: TwilioServer) -> None:
+    make_doctor()
+    sign_in_doctor(client, twilio)
+    with client.session_transaction() as session:
+        session["seen_at"] = time.time() - 14 * 60
+        session["signed_in_at"] = time.time() - 9 * 3600
+    assert client.get("/auth/password").status_code == 200
