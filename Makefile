@@ -25,6 +25,7 @@ run: $(VENV)/.runtime translations
 	mkdir -p instance
 	$(FLASK) db upgrade
 	$(FLASK) demo load
+	$(FLASK) hin dev-settings
 	@echo "Relais: http://127.0.0.1:5000 (console SMS and email)"
 	RELAIS_ENV=development $(FLASK) run --host 127.0.0.1 --port 5000
 
