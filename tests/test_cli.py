@@ -24,6 +24,11 @@ from app.models import (
 )
 from app.models.base import utcnow
 from tests.conftest import audit_text, consent_body, document_body
+from tests.support.twilio_server import (
+    TwilioServer,
+    twilio_server_fixture,  # noqa: F401
+)
+from tests.web.test_pages import csrf_token
 
 GLN = "7601000000026"  # valid GS1 check digit, not the active_doctor fixture's
 
@@ -201,6 +206,52 @@ def test_doctors_enrol_completes_a_pending_doctor(
     assert count(Consent) == 1
 
 
+@pytest.mark.parametrize("typed", ["0791234567", "+41 79 123 45 67", "0041 79 123 45 67",
+                                   "079/123.45.67"])
+def test_doctors_enrol_stores_the_mobile_in_e164_form(runner: FlaskCliRunner, typed: str) -> None:
+    # The same inputs as at the desk: a Swiss number as people write it.
+    result = enrol(runner, mobile=typed)
+    assert result.exit_code == 0, result.output
+    doctor = db.session.scalar(select(Doctor).where(Doctor.gln == GLN))
+    assert doctor is not None
+    assert doctor.mobile == "+41791234567"
+
+
+def test_doctors_enrol_avoids_a_staff_login(runner: FlaskCliRunner) -> None:
+    # Given a staff account whose login is the one the doctor would get
+    from app.audit import CLI
+    from app.staff.accounts import create_staff
+
+    create_staff("lrochat", "staff", CLI)
+    db.session.commit()
+
+    # Then the doctor gets another one: one login names one person on the sign-in page
+    result = enrol(runner)
+    assert result.exit_code == 0, result.output
+    assert printed(result.output, "login") == "lrochat2"
+
+
+def test_doctors_enrol_leads_to_a_working_sign_in(
+    runner: FlaskCliRunner, app: Flask, client: FlaskClient, twilio_server: TwilioServer
+) -> None:
+    # Given a doctor migrated on the command line
+    app.config.update(twilio_server.config())
+    result = enrol(runner, mobile="079 123 45 67")
+    assert result.exit_code == 0, result.output
+    login = printed(result.output, "login")
+    password = printed(result.output, "temporary password")
+
+    # When the doctor signs in with the printed login and password
+    token = csrf_token(client.get("/auth/login"))
+    answer = client.post("/auth/login", data={"csrf_token": token, "login": login,
+                                              "password": password})
+
+    # Then the password is accepted and the SMS code goes to the mobile
+    assert answer.status_code == 303, answer.get_data(as_text=True)
+    assert answer.headers["Location"] == "/auth/code"
+    assert [m.to for m in twilio_server.messages] == ["+41791234567"]
+
+
 def test_doctors_enrol_picks_a_free_login(runner: FlaskCliRunner) -> None:
     assert enrol(runner).exit_code == 0
     result = enrol(runner, "7601000000033", email="l.rochat@example.ch")
@@ -213,8 +264,9 @@ def test_doctors_enrol_picks_a_free_login(runner: FlaskCliRunner) -> None:
     [
         ("7601000000020", {}, "GLN"),
         ("760100000002", {}, "GLN"),
-        (GLN, {"mobile": "0791234567"}, "E.164"),
-        (GLN, {"mobile": "+41 79 123 45 67"}, "E.164"),
+        (GLN, {"mobile": "+41 22 379 11 11"}, "mobile"),
+        (GLN, {"mobile": "+4179123"}, "mobile"),
+        (GLN, {"mobile": "call me"}, "mobile"),
         (GLN, {"email": "luc.rochat"}, "email"),
         (GLN, {"email": "luc@rochat@example.ch"}, "email"),
         (GLN, {"family-name": "  "}, "names"),
@@ -223,7 +275,7 @@ def test_doctors_enrol_picks_a_free_login(runner: FlaskCliRunner) -> None:
         (GLN, {"email": "luc\x00@example.ch"}, "email"),
         (GLN, {"email": "l" * 64 + "@" + "e" * 300 + ".ch"}, "email"),
     ],
-    ids=["bad-check-digit", "short-gln", "national-mobile", "spaced-mobile", "no-domain",
+    ids=["bad-check-digit", "short-gln", "landline", "short-mobile", "not-a-number", "no-domain",
          "two-ats", "blank-name", "long-name", "control-in-name", "nul-in-email",
          "long-email"],
 )

@@ -80,7 +80,8 @@ doctors = AppGroup("doctors", help="City doctors.")
 @click.option("--family-name", required=True)
 @click.option("--given-name", required=True)
 @click.option("--email", required=True)
-@click.option("--mobile", required=True, help="E.164, e.g. +41791234567")
+@click.option("--mobile", required=True,
+              help="a mobile number, e.g. +41791234567 or 079 123 45 67 (stored in E.164)")
 def doctors_enrol(gln: str, family_name: str, given_name: str, email: str, mobile: str) -> None:
     """Create an active SMS-mode doctor whose phone was verified elsewhere."""
     from app.staff.enrolment import EnrolmentError, enrol_sms_doctor
