@@ -53,6 +53,7 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
     from app.auth.session import init_session
     from app.auth.views import bp as auth_bp
     from app.dispatch.api import bp as api_bp
+    from app.staff.desk import bp as desk_bp
     from app.web import init_web
     from app.web.views import bp as web_bp
 
@@ -62,9 +63,20 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(web_bp)
     app.register_blueprint(auth_bp)
     app.register_blueprint(api_bp)
+    app.register_blueprint(desk_bp)
     csrf.exempt(api_bp)  # bearer-token API: no cookies, so no CSRF
+    from app.auth.hin import bp as hin_bp
+
+    app.register_blueprint(hin_bp)
+    if settings.saml_dev_idp:  # never in production: load_settings refuses it there
+        from app.auth.dev_idp import bp as dev_idp_bp
+
+        app.register_blueprint(dev_idp_bp)
 
     from app.cli import register_cli
 
     register_cli(app)
+    from app.auth.saml_settings import hin_cli
+
+    app.cli.add_command(hin_cli)
     return app

@@ -30,7 +30,7 @@ SAMPLES: dict[str, Any] = {"int": 2_000_000_000, "default": "no-such-thing", "pa
 
 
 def _sample(rule: Rule, name: str) -> Any:
-    converter = type(rule._converters[name]).__name__.lower()  # noqa: SLF001
+    converter = type(rule._converters[name]).__name__.lower()
     for key, value in SAMPLES.items():
         if key in converter:
             return value

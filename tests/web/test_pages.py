@@ -23,6 +23,8 @@ PUBLIC = frozenset({
     "web.index", "web.set_language", "web.healthz", "static", "api.openapi",
     # The sign-in steps: each checks for itself that its earlier steps were passed.
     "auth.login", "auth.code", "auth.resend_code", "auth.totp", "auth.totp_enrol",
+    # HIN: the ACS and single logout check SAML signatures and the request this browser started.
+    "hin.login", "hin.acs", "hin.metadata", "hin.sls",
 })
 
 #: Dummy values for the API's path parameters.
