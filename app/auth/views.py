@@ -21,6 +21,7 @@ from urllib.parse import urlencode
 import segno
 from flask import (
     Blueprint,
+    abort,
     current_app,
     flash,
     g,
@@ -602,6 +603,10 @@ def change_password() -> BaseResponse | tuple[str, int]:
     """
     principal = current_principal()
     user = principal.user
+    if not user.password_hash:
+        # A HIN doctor has no Relais password: HIN manages it. (Letting the form run would
+        # count every attempt as a failed sign-in, up to a lockout.)
+        abort(404)
     forced = principal.must_change_password
     if request.method == "GET":
         return render_template("auth/password.html", forced=forced, errors=[]), 200
