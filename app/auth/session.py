@@ -130,10 +130,10 @@ def principal_for(user: User) -> Principal:
     return Principal(kind=kind, user=user, role=role_of(user), epoch=user.session_epoch)
 
 
-def _load(user_id: str) -> Principal | None:
-    kind, _, rest = user_id.partition(":")
-    raw_id, _, raw_epoch = rest.partition(":")
-    if not raw_id.isdigit() or not raw_epoch.isdigit():
+def account_user(account: str) -> User | None:
+    """The user named by ``"doctor:<id>"`` or ``"staff:<id>"`` who may still sign in."""
+    kind, _, raw_id = account.partition(":")
+    if not raw_id.isdigit():
         return None
     model: type[Doctor] | type[StaffUser]
     if kind == "doctor":
@@ -143,7 +143,15 @@ def _load(user_id: str) -> Principal | None:
     else:
         return None
     user = cast("User | None", db.session.get(model, int(raw_id)))
-    if user is None or user.session_epoch != int(raw_epoch) or not may_sign_in(user):
+    if user is None or not may_sign_in(user):
+        return None
+    return user
+
+
+def _load(user_id: str) -> Principal | None:
+    account, _, raw_epoch = user_id.rpartition(":")
+    user = account_user(account)
+    if user is None or not raw_epoch.isdigit() or user.session_epoch != int(raw_epoch):
         return None
     return principal_for(user)
 

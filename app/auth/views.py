@@ -52,6 +52,7 @@ from app.auth.passwords import (
 from app.auth.session import (
     ROLES,
     User,
+    account_user,
     actor_for,
     burn_password_check,
     current_principal,
@@ -146,18 +147,8 @@ def _pending(stage: Stage) -> tuple[dict[str, Any], User] | None:
         return None
     if not 0 <= time.time() - started <= PENDING_LIFETIME_SECONDS:
         return None
-    kind, _, raw_id = str(pending.get("account", "")).partition(":")
-    if not raw_id.isdigit():
-        return None
-    model: type[Doctor] | type[StaffUser]
-    if kind == "doctor":
-        model = Doctor
-    elif kind == "staff":
-        model = StaffUser
-    else:
-        return None
-    user = cast("User | None", db.session.get(model, int(raw_id)))
-    if user is None or not may_sign_in(user):
+    user = account_user(str(pending.get("account", "")))
+    if user is None:
         return None
     return pending, user
 

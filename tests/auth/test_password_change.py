@@ -24,21 +24,11 @@ from tests.auth.test_login import (
     sign_in_doctor,
     signed_in_account,
     token,
-    use_twilio,
 )
 from tests.support.signin import sign_in_as
-from tests.support.twilio_server import (
-    TwilioServer,
-    twilio_server_fixture,  # noqa: F401
-)
+from tests.support.twilio_server import TwilioServer
 
 NEW = "violet-harbour-cinnamon-piano"
-
-
-@pytest.fixture()
-def twilio(app: Flask, twilio_server: TwilioServer) -> TwilioServer:
-    use_twilio(app, twilio_server)
-    return twilio_server
 
 
 def change(client: FlaskClient, new: str = NEW, confirm: str | None = None,

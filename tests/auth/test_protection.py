@@ -36,20 +36,10 @@ from tests.auth.test_login import (
     sign_in_doctor,
     signed_in_account,
     token,
-    use_twilio,
 )
 from tests.conftest import Api
 from tests.support.signin import sign_in_as
-from tests.support.twilio_server import (
-    TwilioServer,
-    twilio_server_fixture,  # noqa: F401
-)
-
-
-@pytest.fixture()
-def twilio(app: Flask, twilio_server: TwilioServer) -> TwilioServer:
-    use_twilio(app, twilio_server)
-    return twilio_server
+from tests.support.twilio_server import TwilioServer
 
 
 def normalised(html: str, login: str) -> str:
