@@ -25,6 +25,14 @@ class Doctor(db.Model):  # type: ignore[name-defined,misc]
         CheckConstraint(
             "notification_mode IN ('none', 'immediate', 'digest')", name="notification_mode"
         ),
+        CheckConstraint("digest_hour BETWEEN 0 AND 23", name="digest_hour"),
+        CheckConstraint("patients_view IN ('all', 'recent', 'unread')", name="patients_view"),
+        CheckConstraint("patients_recent_months BETWEEN 1 AND 120",
+                        name="patients_recent_months"),
+        CheckConstraint("documents_view IN ('all', 'unread')", name="documents_view"),
+        CheckConstraint("landing_page IN ('documents', 'patients', 'profile')",
+                        name="landing_page"),
+        CheckConstraint("language IN ('fr', 'en')", name="language"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -54,6 +62,20 @@ class Doctor(db.Model):  # type: ignore[name-defined,misc]
     last_sign_in_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     #: Email notification of new documents: none, immediate (at each arrival) or digest.
     notification_mode: Mapped[str] = mapped_column(String(16), default="none")
+    #: Hour (0-23, Europe/Zurich) of the daily digest, when notification_mode is digest.
+    digest_hour: Mapped[int] = mapped_column(Integer, default=7, server_default="7")
+    #: Mon profil (c): Mes patients shows all, only those with a document in the last
+    #: ``patients_recent_months`` months (recent), or only those with unread documents.
+    patients_view: Mapped[str] = mapped_column(String(16), default="all", server_default="all")
+    patients_recent_months: Mapped[int] = mapped_column(Integer, default=12,
+                                                        server_default="12")
+    #: Mon profil (d): Mes documents opens on all documents or on the unread ones.
+    documents_view: Mapped[str] = mapped_column(String(16), default="all", server_default="all")
+    #: Mon profil (e): the page after sign-in.
+    landing_page: Mapped[str] = mapped_column(String(16), default="documents",
+                                              server_default="documents")
+    #: The interface language chosen in the profile (fr or en).
+    language: Mapped[str] = mapped_column(String(2), default="fr", server_default="fr")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     consents: Mapped[list[Consent]] = relationship(back_populates="doctor")
