@@ -9,9 +9,14 @@ from app.models import AuditEvent, Consent, Delivery, Doctor, Document, Patient
 
 
 def delivery_out(delivery: Delivery) -> dict[str, Any]:
+    # A doctor may mark an opened letter unread again (status back to delivered, for the inbox);
+    # for the DPI it stays read: first_read_at never goes away.
+    status = delivery.status
+    if status == "delivered" and delivery.first_read_at is not None:
+        status = "read"
     return {
         "recipient": delivery.recipient_gln,
-        "status": delivery.status,
+        "status": status,
         "rule": delivery.rule,
         "reason": delivery.reason,
         "release_at": iso(delivery.release_at),

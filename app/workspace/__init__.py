@@ -1,0 +1,1 @@
+"""The doctor's workspace: Mes documents, Mes patients, the viewer, Mon profil, and help."""

@@ -1,0 +1,476 @@
+"""Mes documents, the viewer, the content route, the ZIP download and "pas mon patient".
+
+Every query is scoped by the signed-in doctor: an id that is not one of this doctor's visible
+deliveries answers 404, exactly as an id that does not exist (held, blocked and cancelled
+deliveries included: the doctor never learns that they exist).
+
+What the doctor sees:
+
+* *visible*: status ``delivered`` or ``read``, not reported as "pas mon patient";
+* *retracted*: a letter that reached the doctor and that the hospital then withdrew. It stays in
+  the list as "retiré le …" with nothing else (no title, no patient, no content), so that the
+  doctor who saw it arrive learns where it went; its content route answers 410 Gone;
+* *unread*: status ``delivered``. ``first_read_at`` records the first opening for the DPI and
+  never changes afterwards; "marquer comme non lu" puts the status back to ``delivered`` while
+  ``first_read_at`` stays, and the API keeps answering ``read`` for such a delivery
+  (``app/dispatch/representations.py``). No new column is needed.
+
+The ids in URLs are delivery ids: one per document and recipient, so they carry the owner.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+import re
+import zipfile
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from flask import Blueprint, Response, abort, flash, redirect, render_template, request
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
+from sqlalchemy import ColumnElement, Select, and_, func, or_, select
+from sqlalchemy.orm import contains_eager
+from werkzeug.wrappers import Response as BaseResponse
+
+from app.audit import Actor, record
+from app.auth.session import current_principal, requires, signed_in
+from app.crypto import ContentIntegrityError
+from app.dispatch import service
+from app.dispatch.policy import Status
+from app.extensions import db
+from app.models import Delivery, Doctor, Document, Patient
+from app.models.base import utcnow
+from app.web.paths import local_path
+
+bp = Blueprint("documents", __name__)
+
+PAGE_SIZE = 25
+#: The most documents one ZIP may carry (memory: 50 × 20 MiB at most).
+ZIP_LIMIT = 50
+VISIBLE_STATUSES = (Status.DELIVERED.value, Status.READ.value)
+ZURICH = ZoneInfo("Europe/Zurich")
+
+#: Labels of the DPI's document types; an unknown type is shown as sent.
+TYPE_LABELS: dict[str, Any] = {
+    "discharge_letter": _l("Lettre de sortie"),
+    "consultation_report": _l("Rapport de consultation"),
+    "operative_report": _l("Protocole opératoire"),
+    "imaging_report": _l("Compte rendu d'imagerie"),
+    "lab_report": _l("Résultats de laboratoire"),
+    "referral_letter": _l("Lettre d'adressage"),
+}
+
+
+def type_label(code: str) -> str:
+    return str(TYPE_LABELS.get(code, code))
+
+
+# --- which deliveries a doctor may see ----------------------------------------------------------
+
+
+def _owned(doctor: Doctor) -> ColumnElement[bool]:
+    return and_(Delivery.doctor_id == doctor.id, Delivery.reported_not_my_patient_at.is_(None))
+
+
+def _visible() -> ColumnElement[bool]:
+    return Delivery.status.in_(VISIBLE_STATUSES)
+
+
+def _retracted_after_delivery() -> ColumnElement[bool]:
+    return and_(Delivery.status == Status.RETRACTED.value, Delivery.delivered_at.is_not(None))
+
+
+def _joined() -> Select[tuple[Delivery]]:
+    """Deliveries with their document and patient, in one query (no N+1)."""
+    return (
+        select(Delivery)
+        .join(Document, Document.id == Delivery.document_id)
+        .join(Patient, Patient.id == Document.patient_id)
+        .options(contains_eager(Delivery.document).contains_eager(Document.patient))
+    )
+
+
+def load_delivery(doctor: Doctor, delivery_id: int, *, retracted: bool = False) -> Delivery:
+    """This doctor's visible delivery (or retracted one, when asked), else 404."""
+    shown = or_(_visible(), _retracted_after_delivery()) if retracted else _visible()
+    delivery = db.session.scalar(
+        _joined().where(Delivery.id == delivery_id, _owned(doctor), shown)
+    )
+    if delivery is None:
+        abort(404)
+    return delivery
+
+
+def unread_count(doctor: Doctor) -> int:
+    return db.session.scalar(
+        select(func.count(Delivery.id)).where(
+            _owned(doctor), Delivery.status == Status.DELIVERED.value
+        )
+    ) or 0
+
+
+# --- operations (audited; the view commits) ---------------------------------------------------
+
+
+def _audit(actor: Actor, action: str, delivery: Delivery, **details: Any) -> None:
+    # The patient's DPI id goes in the event's own column, as everywhere in the trail; no name,
+    # no birth date, no title in the details.
+    document = delivery.document
+    record(actor, action, target=f"document:{document.document_id}",
+           patient=document.patient.dpi_id, details={"delivery": delivery.id, **details})
+
+
+def open_content(delivery: Delivery, actor: Actor, *, action: str, via: str) -> bytes:
+    """Decrypt and verify the letter, record the reading, audit the view or download."""
+    document = delivery.document
+    try:
+        data = service.read_content(document)
+    except service.NotFound:
+        abort(410)
+    except ContentIntegrityError:
+        _audit(actor, "document.integrity_failed", delivery)
+        db.session.commit()
+        raise
+    mark_read(delivery, actor, explicit=False)
+    _audit(actor, action, delivery, via=via)
+    return data
+
+
+def mark_read(delivery: Delivery, actor: Actor, *, explicit: bool) -> None:
+    """The first opening records ``first_read_at`` (the DPI then sees ``read``), once."""
+    if delivery.first_read_at is None:
+        service.mark_first_read(delivery.document, delivery.recipient_gln, actor)
+    elif delivery.status == Status.DELIVERED.value:
+        delivery.status = Status.READ.value
+    else:
+        return
+    if explicit:
+        _audit(actor, "delivery.marked_read", delivery)
+
+
+def mark_unread(delivery: Delivery, actor: Actor) -> None:
+    """Back in the doctor's unread list; ``first_read_at`` stays and the DPI still sees read."""
+    if delivery.status != Status.READ.value:
+        return
+    delivery.status = Status.DELIVERED.value
+    _audit(actor, "delivery.marked_unread", delivery)
+
+
+def report_not_my_patient(delivery: Delivery, actor: Actor) -> None:
+    """The doctor says the letter is about someone who is not their patient."""
+    if delivery.reported_not_my_patient_at is not None:
+        return
+    delivery.reported_not_my_patient_at = utcnow()
+    _audit(actor, "delivery.reported_not_my_patient", delivery)
+
+
+# --- the list -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Filters:
+    view: str
+    date_from: date | None
+    date_to: date | None
+    type: str
+    service: str
+    patient: int | None
+    q: str
+
+    @property
+    def narrowing(self) -> bool:
+        """Filters that look at the letter itself: withdrawn letters never match them."""
+        return bool(self.type or self.service or self.patient or self.q)
+
+    def args(self) -> dict[str, str]:
+        values = {
+            "view": self.view,
+            "from": self.date_from.isoformat() if self.date_from else "",
+            "to": self.date_to.isoformat() if self.date_to else "",
+            "type": self.type,
+            "service": self.service,
+            "patient": str(self.patient) if self.patient else "",
+            "q": self.q,
+        }
+        return {k: v for k, v in values.items() if v}
+
+
+def _date_arg(name: str) -> date | None:
+    raw = request.args.get(name, "").strip()
+    if not raw:
+        return None
+    try:
+        return date.fromisoformat(raw)
+    except ValueError:
+        abort(400)
+
+
+def parse_filters(doctor: Doctor) -> Filters:
+    view = request.args.get("view", doctor.documents_view)
+    if view not in ("all", "unread"):
+        abort(400)
+    raw_patient = request.args.get("patient", "").strip()
+    if raw_patient and not raw_patient.isdigit():
+        abort(400)
+    return Filters(
+        view=view,
+        date_from=_date_arg("from"),
+        date_to=_date_arg("to"),
+        type=request.args.get("type", "").strip()[:64],
+        service=request.args.get("service", "").strip()[:64],
+        patient=int(raw_patient) if raw_patient else None,
+        q=request.args.get("q", "").strip()[:200],
+    )
+
+
+def _zurich_midnight(day: date) -> datetime:
+    return datetime.combine(day, time.min, tzinfo=ZURICH).astimezone(UTC)
+
+
+def _like(term: str) -> str:
+    escaped = term.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+def _conditions(doctor: Doctor, filters: Filters) -> list[ColumnElement[bool]]:
+    shown = _visible() if filters.narrowing else or_(_visible(), _retracted_after_delivery())
+    conditions = [_owned(doctor), shown]
+    if filters.view == "unread":
+        conditions.append(Delivery.status == Status.DELIVERED.value)
+    if filters.date_from:
+        conditions.append(Delivery.delivered_at >= _zurich_midnight(filters.date_from))
+    if filters.date_to:
+        conditions.append(
+            Delivery.delivered_at < _zurich_midnight(filters.date_to + timedelta(days=1))
+        )
+    if filters.type:
+        conditions.append(Document.type == filters.type)
+    if filters.service:
+        conditions.append(Document.service == filters.service)
+    if filters.patient:
+        conditions.append(Document.patient_id == filters.patient)
+    # Every word must be found in the patient's names or the title; lower() and LIKE behave
+    # the same on SQLite and PostgreSQL (SQLite folds ASCII letters only).
+    for term in filters.q.split()[:8]:
+        pattern = _like(term)
+        conditions.append(or_(
+            func.lower(Patient.family_name).like(pattern, escape="\\"),
+            func.lower(Patient.given_name).like(pattern, escape="\\"),
+            func.lower(Document.title).like(pattern, escape="\\"),
+        ))
+    return conditions
+
+
+def encode_cursor(delivery: Delivery) -> str:
+    assert delivery.delivered_at is not None  # noqa: S101 - visible deliveries were delivered
+    raw = f"{delivery.delivered_at.astimezone(UTC).isoformat()}|{delivery.id}"
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, int]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        stamp, _, raw_id = raw.partition("|")
+        when = datetime.fromisoformat(stamp)
+        if when.tzinfo is None or not raw_id.isdigit():
+            raise ValueError(cursor)
+        return when, int(raw_id)
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        abort(400)
+
+
+@dataclass(frozen=True)
+class Page:
+    deliveries: list[Delivery]
+    next_cursor: str | None
+
+
+def list_page(doctor: Doctor, filters: Filters, after: str | None,
+              size: int = PAGE_SIZE) -> Page:
+    """One page, newest first, by keyset (delivered_at, id): one query whatever the size."""
+    query = _joined().where(*_conditions(doctor, filters))
+    if after:
+        when, last_id = decode_cursor(after)
+        query = query.where(or_(
+            Delivery.delivered_at < when,
+            and_(Delivery.delivered_at == when, Delivery.id < last_id),
+        ))
+    rows = list(db.session.scalars(
+        query.order_by(Delivery.delivered_at.desc(), Delivery.id.desc()).limit(size + 1)
+    ))
+    more = len(rows) > size
+    rows = rows[:size]
+    return Page(rows, encode_cursor(rows[-1]) if more and rows else None)
+
+
+def filter_choices(doctor: Doctor) -> dict[str, list[Any]]:
+    """The types, services and patients of this doctor's visible letters (three queries)."""
+    base = (
+        select(Document)
+        .join(Delivery, Delivery.document_id == Document.id)
+        .where(_owned(doctor), _visible())
+    )
+    types = db.session.scalars(
+        base.with_only_columns(Document.type).distinct().order_by(Document.type)
+    ).all()
+    services = db.session.scalars(
+        base.with_only_columns(Document.service).distinct().order_by(Document.service)
+    ).all()
+    patients = db.session.execute(
+        base.join(Patient, Patient.id == Document.patient_id)
+        .with_only_columns(Patient.id, Patient.family_name, Patient.given_name,
+                           Patient.birth_date)
+        .distinct()
+        .order_by(Patient.family_name, Patient.given_name, Patient.id)
+    ).all()
+    return {
+        "types": [(code, type_label(code)) for code in types],
+        "services": list(services),
+        "patients": list(patients),
+    }
+
+
+# --- views ------------------------------------------------------------------------------------
+
+
+@bp.app_context_processor
+def _unread_badge() -> dict[str, Any]:
+    principal = signed_in()
+    if principal is None or principal.role != "doctor":
+        return {}
+    return {"unread_documents": unread_count(principal.doctor)}
+
+
+@bp.get("/documents")
+@requires("doctor")
+def index() -> str:
+    doctor = current_principal().doctor
+    filters = parse_filters(doctor)
+    page = list_page(doctor, filters, request.args.get("after") or None)
+    return render_template(
+        "documents/list.html",
+        page=page,
+        filters=filters,
+        choices=filter_choices(doctor),
+        type_label=type_label,
+        first_page=bool(request.args.get("after")),
+        zip_limit=ZIP_LIMIT,
+    )
+
+
+@bp.get("/documents/<int:delivery_id>")
+@requires("doctor")
+def viewer(delivery_id: int) -> str:
+    delivery = load_delivery(current_principal().doctor, delivery_id, retracted=True)
+    return render_template("documents/viewer.html", delivery=delivery, document=delivery.document,
+                           patient=delivery.document.patient, type_label=type_label)
+
+
+_UNSAFE_FILENAME = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def _filename(delivery: Delivery) -> str:
+    # The DPI's id only: a file name travels (downloads folder, mail) and carries no patient data.
+    return _UNSAFE_FILENAME.sub("_", delivery.document.document_id)[:100] + ".pdf"
+
+
+@bp.get("/documents/<int:delivery_id>/content")
+@requires("doctor")
+def content(delivery_id: int) -> Response:
+    principal = current_principal()
+    delivery = load_delivery(principal.doctor, delivery_id, retracted=True)
+    if delivery.status == Status.RETRACTED.value:
+        abort(410)
+    download = request.args.get("download") == "1"
+    data = open_content(delivery, principal.actor,
+                        action="document.downloaded" if download else "document.viewed",
+                        via="download" if download else "viewer")
+    db.session.commit()
+    response = Response(data, mimetype="application/pdf")
+    disposition = "attachment" if download else "inline"
+    response.headers["Content-Disposition"] = f'{disposition}; filename="{_filename(delivery)}"'
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["Content-Security-Policy"] = "sandbox; default-src 'none'"
+    return response
+
+
+def _back_to_list() -> BaseResponse:
+    """Back to the list as it was (filters, page); never anywhere else."""
+    target = local_path(request.form.get("next"))
+    return redirect(target if target.startswith("/documents") else "/documents", code=303)
+
+
+@bp.post("/documents/<int:delivery_id>/read")
+@requires("doctor")
+def mark_as_read(delivery_id: int) -> BaseResponse:
+    principal = current_principal()
+    delivery = load_delivery(principal.doctor, delivery_id)
+    mark_read(delivery, principal.actor, explicit=True)
+    db.session.commit()
+    return _back_to_list()
+
+
+@bp.post("/documents/<int:delivery_id>/unread")
+@requires("doctor")
+def mark_as_unread(delivery_id: int) -> BaseResponse:
+    principal = current_principal()
+    delivery = load_delivery(principal.doctor, delivery_id)
+    mark_unread(delivery, principal.actor)
+    db.session.commit()
+    return _back_to_list()
+
+
+@bp.get("/documents/<int:delivery_id>/not-my-patient")
+@requires("doctor")
+def confirm_not_my_patient(delivery_id: int) -> str:
+    delivery = load_delivery(current_principal().doctor, delivery_id)
+    return render_template("documents/not_my_patient.html", delivery=delivery,
+                           document=delivery.document, patient=delivery.document.patient)
+
+
+@bp.post("/documents/<int:delivery_id>/not-my-patient")
+@requires("doctor")
+def not_my_patient(delivery_id: int) -> BaseResponse:
+    principal = current_principal()
+    delivery = load_delivery(principal.doctor, delivery_id)
+    report_not_my_patient(delivery, principal.actor)
+    db.session.commit()
+    flash(_("Merci : l'hôpital a été informé que ce patient n'est pas le vôtre."), "info")
+    return redirect("/documents", code=303)
+
+
+@bp.post("/documents/zip")
+@requires("doctor")
+def download_zip() -> Response:
+    principal = current_principal()
+    raw_ids = request.form.getlist("ids")
+    if not raw_ids or not all(raw.isdigit() for raw in raw_ids):
+        abort(400)
+    ids = sorted({int(raw) for raw in raw_ids})
+    if len(ids) > ZIP_LIMIT:
+        abort(413)
+    deliveries = list(db.session.scalars(
+        _joined().where(Delivery.id.in_(ids), _owned(principal.doctor), _visible())
+        .order_by(Delivery.delivered_at.desc(), Delivery.id.desc())
+    ))
+    if len(deliveries) != len(ids):
+        abort(404)  # nothing partial: one id that is not this doctor's spoils the request
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:
+        for delivery in deliveries:
+            data = open_content(delivery, principal.actor, action="document.downloaded",
+                                via="zip")
+            archive.writestr(f"{delivery.id}-{_filename(delivery)}", data)
+    record(principal.actor, "documents.zip_downloaded", details={"documents": len(deliveries)})
+    db.session.commit()
+    stamp = utcnow().astimezone(ZURICH).strftime("%Y%m%d-%H%M")
+    response = Response(buffer.getvalue(), mimetype="application/zip")
+    response.headers["Content-Disposition"] = f'attachment; filename="relais-{stamp}.zip"'
+    response.headers["Content-Security-Policy"] = "sandbox; default-src 'none'"
+    return response
