@@ -40,6 +40,7 @@ from app.dispatch.validation import ConsentIn, DocumentIn, ValidationFailed
 from app.extensions import db
 from app.models import Consent, Delivery, Doctor, Document, DocumentContent, Patient
 from app.models.base import utcnow
+from app.notify.outbox import note_arrivals
 
 TREATING_DOCTOR = "treating_doctor"
 
@@ -249,6 +250,8 @@ def ingest(data: DocumentIn, actor: Actor, api_client_id: int | None = None) -> 
         db.session.add(delivery)
         deliveries.append((delivery, decision))
     db.session.flush()
+    # Same transaction: the outbox row exists exactly when the deliveries do.
+    note_arrivals([d for d, _ in deliveries], now)
 
     response = {
         "document_id": document.document_id,
@@ -332,6 +335,8 @@ def release_due(actor: Actor, now: datetime | None = None, batch: int = 200) -> 
             delivered += 1
         else:
             cancelled += 1
+    # Same transaction as the release (data changes before the audit head's lock).
+    note_arrivals([d for d, dec in changes if dec.status is Status.DELIVERED], now)
     for delivery, decision in changes:
         record(
             actor,
