@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 FLASK := $(VENV)/bin/flask --app wsgi
 BROWSER_DIR := tests/browser
 
-.PHONY: run test lint typecheck translations browser-deps clean
+.PHONY: run test lint typecheck translations browser-deps pdfjs clean
 
 $(VENV)/.runtime: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -21,7 +21,7 @@ $(VENV)/.dev: requirements-dev.txt $(VENV)/.runtime
 translations: $(VENV)/.runtime
 	$(VENV)/bin/pybabel compile --statistics -d translations 2>&1 | grep -v '^$$' || true
 
-run: $(VENV)/.runtime translations
+run: $(VENV)/.runtime translations pdfjs
 	mkdir -p instance
 	$(FLASK) db upgrade
 	$(FLASK) demo load
@@ -38,14 +38,29 @@ browser-deps:
 	@test -f $(BROWSER_DIR)/node_modules/axe-core/axe.min.js || \
 	  npm install --prefix $(BROWSER_DIR) --no-audit --no-fund --silent
 
+# pdf.js draws PDFs in the viewer, served from our own origin (strict CSP, no CDN). The npm
+# package is fetched into static/vendor-src/ and its two built modules copied to static/vendor/;
+# both folders are generated and git-ignored.
+PDFJS_VERSION := 4.10.38
+PDFJS_SRC := static/vendor-src/node_modules/pdfjs-dist/build
+PDFJS_DIR := static/vendor/pdfjs
+
+pdfjs: $(PDFJS_DIR)/.version-$(PDFJS_VERSION)
+
+$(PDFJS_DIR)/.version-$(PDFJS_VERSION):
+	npm install --prefix static/vendor-src --no-audit --no-fund --silent --no-save pdfjs-dist@$(PDFJS_VERSION)
+	rm -rf $(PDFJS_DIR) && mkdir -p $(PDFJS_DIR)
+	cp $(PDFJS_SRC)/pdf.min.mjs $(PDFJS_SRC)/pdf.worker.min.mjs $(PDFJS_DIR)/
+	touch $@
+
 lint: $(VENV)/.dev
 	$(VENV)/bin/ruff check .
 
 typecheck: $(VENV)/.dev
 	$(VENV)/bin/mypy
 
-test: $(VENV)/.dev translations browser-deps lint typecheck
+test: $(VENV)/.dev translations browser-deps pdfjs lint typecheck
 	$(PY) -m pytest
 
 clean:
-	rm -rf $(VENV) $(BROWSER_DIR)/node_modules .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(BROWSER_DIR)/node_modules static/vendor static/vendor-src .pytest_cache .mypy_cache .ruff_cache

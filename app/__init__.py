@@ -64,10 +64,18 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(auth_bp)
     app.register_blueprint(api_bp)
     app.register_blueprint(desk_bp)
+    from app.workspace.documents import bp as documents_bp
+
+    app.register_blueprint(documents_bp)
     csrf.exempt(api_bp)  # bearer-token API: no cookies, so no CSRF
     from app.auth.hin import bp as hin_bp
 
     app.register_blueprint(hin_bp)
+    from app.workspace.help import bp as help_bp
+    from app.workspace.patients import bp as patients_bp
+
+    app.register_blueprint(patients_bp)
+    app.register_blueprint(help_bp)
     if settings.saml_dev_idp:  # never in production: load_settings refuses it there
         from app.auth.dev_idp import bp as dev_idp_bp
 
@@ -79,4 +87,11 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
     from app.auth.saml_settings import hin_cli
 
     app.cli.add_command(hin_cli)
+    from app.notify.cli import notifications, worker
+    from app.workspace.profile import bp as profile_bp
+
+    app.register_blueprint(profile_bp)
+
+    app.cli.add_command(notifications)
+    app.cli.add_command(worker)
     return app

@@ -226,7 +226,7 @@ def load_settings(
     # Other keys (MAIL_*, TWILIO_*, SAML_ATTR_*, DISPATCH_* ...) are passed through to Flask's
     # config for the modules that own them; an override or instance file may set any of them.
     passthrough_prefixes = ("MAIL_", "TWILIO_", "SAML_ATTR_", "DISPATCH_", "RATELIMIT_",
-                            "SESSION_IDLE_", "SESSION_ABSOLUTE_")
+                            "SESSION_IDLE_", "SESSION_ABSOLUTE_", "DESK_")
     extra: dict[str, Any] = {
         "MAIL_SERVER": "localhost",
         "MAIL_PORT": 25,
@@ -245,6 +245,11 @@ def load_settings(
         # A signed-in session ends after 15 minutes without a request, or 10 hours in all.
         "SESSION_IDLE_MINUTES": 15,
         "SESSION_ABSOLUTE_HOURS": 10,
+        # The service desk shown on the help page (myHUG seed: cybersanté & télémédecine).
+        "DESK_PHONE": "+41 22 372 62 01",
+        "DESK_EMAIL": "myhug@hcuge.ch",
+        "DESK_HOURS": "Lundi au vendredi, 8 h – 12 h et 13 h – 17 h (jeudi dès 10 h)",
+        "DESK_ADDRESS": "HUG – Rue Gabrielle-Perret-Gentil 4 – CH-1211 Genève 14",
     }
     for source in (file_values, environ, overrides):
         for name, value in source.items():

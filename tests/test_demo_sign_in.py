@@ -27,7 +27,7 @@ def _post(client: FlaskClient, path: str, **fields: str) -> str:
 
 
 def _signed_in_as(client: FlaskClient, name: str) -> None:
-    html = client.get("/").get_data(as_text=True)
+    html = client.get("/", follow_redirects=True).get_data(as_text=True)
     assert "Se déconnecter" in html
     assert name in html
 

@@ -215,6 +215,9 @@ def start_session(user: User, *, method: str, details: dict[str, Any] | None = N
     session.clear()  # session fixation: nothing from before sign-in survives
     if lang:
         session["lang"] = lang
+    elif isinstance(user, Doctor) and user.language:
+        # Mon profil: the doctor's language, unless they just chose one on the sign-in pages.
+        session["lang"] = user.language
     now = time.time()
     session["signed_in_at"] = now
     session["seen_at"] = now

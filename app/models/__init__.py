@@ -5,6 +5,7 @@ from app.models.audit import AuditEvent, AuditHead
 from app.models.auth import OneTimeCode, SamlAssertion, SamlRequest
 from app.models.doctor import Doctor, DoctorSpecialty, HinIdentity
 from app.models.document import Delivery, Document, DocumentContent
+from app.models.notify import EmailChange, Notification
 from app.models.patient import Consent, Patient
 from app.models.staff import RecoveryCode, StaffUser
 
@@ -18,7 +19,9 @@ __all__ = [
     "DoctorSpecialty",
     "Document",
     "DocumentContent",
+    "EmailChange",
     "HinIdentity",
+    "Notification",
     "OneTimeCode",
     "Patient",
     "RecoveryCode",

@@ -76,6 +76,8 @@ class Doctor(db.Model):  # type: ignore[name-defined,misc]
                                               server_default="documents")
     #: The interface language chosen in the profile (fr or en).
     language: Mapped[str] = mapped_column(String(2), default="fr", server_default="fr")
+    #: When the last daily digest was written: the next one counts the arrivals since then.
+    last_digest_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     consents: Mapped[list[Consent]] = relationship(back_populates="doctor")

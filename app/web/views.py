@@ -15,7 +15,8 @@ from flask import (
 from sqlalchemy import text
 from werkzeug.wrappers import Response as BaseResponse
 
-from app.auth.session import public
+from app.audit import record
+from app.auth.session import public, signed_in, target_of
 from app.extensions import db
 from app.web.paths import local_path
 
@@ -24,7 +25,13 @@ bp = Blueprint("web", __name__)
 
 @bp.get("/")
 @public
-def index() -> str:
+def index() -> str | BaseResponse:
+    principal = signed_in()
+    if principal is not None and principal.role == "doctor":
+        from app.workspace.profile import landing_path
+
+        # Mon profil (e): a signed-in doctor goes to the page chosen in the profile.
+        return redirect(landing_path(principal.doctor), code=303)
     return render_template("web/index.html")
 
 
@@ -34,6 +41,14 @@ def set_language() -> BaseResponse:
     lang = request.form.get("lang", "")
     if lang in current_app.config["LANGUAGES"]:
         session["lang"] = lang
+        principal = signed_in()
+        if principal is not None and principal.role == "doctor" and \
+                principal.doctor.language != lang:
+            # The header switch and Mon profil are one setting: the next sign-in keeps it.
+            principal.doctor.language = lang
+            record(principal.actor, "profile.updated", target=target_of(principal.doctor),
+                   details={"fields": ["language"]})
+            db.session.commit()
     return redirect(local_path(request.form.get("next")), code=303)
 
 

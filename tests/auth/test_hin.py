@@ -145,7 +145,7 @@ def test_a_valid_response_activates_the_pending_doctor_and_signs_in(
     assert (identity.provider, identity.subject) == (IDP_ENTITY_ID, "hin-subject-0001")
     actions = [e.action for e in db.session.scalars(select(AuditEvent)).all()]
     assert actions == ["doctor.activated", "hin.identity_linked", "auth.signed_in"]
-    page = client.get("/").get_data(as_text=True)
+    page = client.get("/", follow_redirects=True).get_data(as_text=True)
     assert "Se déconnecter" in page and "Claire Muller" in page
     # The request is spent and the assertion remembered.
     assert db.session.get(SamlRequest, request_id).used_at is not None
@@ -708,7 +708,7 @@ def test_the_dev_idp_signs_in_a_demo_doctor_and_logs_out(dev_app: Flask, tmp_pat
         assert doctor.state == "active"
 
     # Single logout: here, then at the IdP, whose signed LogoutResponse comes back.
-    home = client.get("/").get_data(as_text=True)
+    home = client.get("/", follow_redirects=True).get_data(as_text=True)
     logout = client.post("/auth/hin/logout", data={"csrf_token": _hidden(home, "csrf_token")})
     assert logout.status_code == 303
     assert logout.headers["Location"].startswith(f"{SP_BASE}/dev-idp/slo?SAMLRequest=")

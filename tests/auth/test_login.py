@@ -94,7 +94,7 @@ def isolated_client_fixture(app: Flask) -> FlaskClient:
 
 def token(client: FlaskClient, path: str = "/auth/login") -> str:
     """The CSRF token of ``client``'s session, from a page at ``path``."""
-    return csrf_token(client.get(path))
+    return csrf_token(client.get(path, follow_redirects=True))
 
 
 def post_login(client: FlaskClient, login: str, password: str = PASSWORD,
@@ -318,4 +318,4 @@ def test_after_sign_in_the_doctor_lands_on_next_or_home(
     assert answer.status_code == 303
     assert answer.headers["Location"] == landing
     assert signed_in_account(client) == f"doctor:{doctor.id}:{doctor.session_epoch}"
-    assert "Claire Muller" in page_text(client.get("/"))
+    assert "Claire Muller" in page_text(client.get("/", follow_redirects=True))

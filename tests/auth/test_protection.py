@@ -247,7 +247,7 @@ def test_nothing_from_the_session_before_sign_in_survives(
     assert signed_in_account(attacker) == f"doctor:{victim.id}:0"  # still only the forgery
     with attacker.session_transaction() as session:
         session.pop("_user_id")
-    assert "Claire Muller" not in page_text(attacker.get("/"))
+    assert "Claire Muller" not in page_text(attacker.get("/", follow_redirects=True))
 
 
 # --- open redirects -----------------------------------------------------------------------

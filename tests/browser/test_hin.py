@@ -64,8 +64,9 @@ def test_a_doctor_signs_in_with_hin_through_the_development_idp(
     page.get_by_label("Claire Muller", exact=False).check()
     page.get_by_role("button", name="Se connecter").click()
 
-    # Then the signed response is posted back on its own and they arrive signed in on /
-    page.wait_for_url(hin_server + "/")
+    # Then the signed response is posted back on its own and they arrive signed in on their
+    # landing page (/ sends a doctor to the one chosen in Mon profil: Mes documents by default)
+    page.wait_for_url(hin_server + "/documents")
     assert page.get_by_role("button", name="Se déconnecter", exact=True).is_visible()
     assert "Claire Muller" in page.locator(".account-name").inner_text()
     assert csp_errors == []
@@ -80,6 +81,6 @@ def test_the_continue_button_works_without_javascript(browser: Any, hin_server: 
     page.get_by_role("button", name="Se connecter").click()
     # Without JavaScript the page waits for the doctor to press "Continuer".
     page.get_by_role("button", name="Continuer").click()
-    page.wait_for_url(hin_server + "/")
+    page.wait_for_url(hin_server + "/documents")
     assert "Luc Rochat" in page.locator(".account-name").inner_text()
     context.close()

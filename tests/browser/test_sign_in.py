@@ -102,7 +102,7 @@ def test_a_doctor_signs_in_with_password_and_sms_code(page: Any, portal: Portal)
     page.get_by_label("Code reçu par SMS").fill(portal.latest_code(1))
     page.get_by_role("button", name="Se connecter").click()
 
-    page.wait_for_url(portal.url + "/")
+    page.wait_for_url(portal.url + "/documents")  # the landing page of Mon profil
     assert page.locator(".account-name").inner_text() == "Claire Muller"
     assert page.get_by_role("button", name="Se déconnecter").first.is_visible()
 
@@ -120,7 +120,7 @@ def test_a_new_doctor_changes_the_temporary_password_then_uses_the_new_one(
     page.get_by_label("Nouveau mot de passe", exact=True).fill(NEW_PASSWORD)
     page.get_by_label("Confirmer le nouveau mot de passe").fill(NEW_PASSWORD)
     page.get_by_role("button", name="Enregistrer le mot de passe").click()
-    page.wait_for_url(portal.url + "/")
+    page.wait_for_url(portal.url + "/documents")
     assert "Votre mot de passe a été changé." in page.content()
 
     page.get_by_role("button", name="Se déconnecter").first.click()
@@ -128,7 +128,7 @@ def test_a_new_doctor_changes_the_temporary_password_then_uses_the_new_one(
     assert page.locator(".account-name").count() == 0
 
     sign_in(page, portal, login, NEW_PASSWORD)
-    page.wait_for_url(portal.url + "/")
+    page.wait_for_url(portal.url + "/documents")
     assert page.locator(".account-name").inner_text() == "Jean Favre"
 
 

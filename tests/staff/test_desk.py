@@ -111,7 +111,7 @@ def sms(app: Flask, twilio_server: TwilioServer) -> TwilioServer:
 
 
 def token(client: FlaskClient, path: str = "/staff/desk") -> str:
-    return csrf_token(client.get(path))
+    return csrf_token(client.get(path, follow_redirects=True))
 
 
 def post(client: FlaskClient, path: str, data: dict[str, str] | None = None) -> TestResponse:
@@ -165,7 +165,7 @@ def enrolled_doctor() -> Doctor:
 
 def is_signed_in(client: FlaskClient) -> bool:
     """Whether the gate still sees a signed-in user (the header's sign-out button)."""
-    return 'action="/auth/logout"' in text(client.get("/"))
+    return 'action="/auth/logout"' in text(client.get("/", follow_redirects=True))
 
 
 # --- attacks: who may reach the desk ---------------------------------------------------------

@@ -25,6 +25,8 @@ PUBLIC = frozenset({
     "auth.login", "auth.code", "auth.resend_code", "auth.totp", "auth.totp_enrol",
     # HIN: the ACS and single logout check SAML signatures and the request this browser started.
     "hin.login", "hin.acs", "hin.metadata", "hin.sls",
+    # Help for a doctor who cannot sign in, and the privacy notice.
+    "help.index", "help.privacy",
 })
 
 #: Dummy values for the API's path parameters.
