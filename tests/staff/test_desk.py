@@ -707,3 +707,20 @@ def test_a_mobile_code_is_bound_to_its_doctor(
     assert answer.headers["Location"] == f"/staff/desk/doctors/{active_doctor.id}"
     db.session.expire_all()
     assert active_doctor.mobile is None and doctor.mobile == MOBILE
+
+
+def test_the_desk_sees_notification_emails_that_failed_for_good(
+    client: FlaskClient, desk: StaffUser, active_doctor: Doctor
+) -> None:
+    from app.models import Notification
+
+    now = utcnow()
+    db.session.add(Notification(doctor_id=active_doctor.id, kind="arrival", count=2,
+                                idempotency_key="arrival:test:failed", due_at=now,
+                                next_attempt_at=now, attempts=6, failed_at=now,
+                                last_error="SMTPRecipientsRefused 550"))
+    db.session.commit()
+    html = client.get("/staff/desk").get_data(as_text=True)
+    assert "E-mails de notification en échec" in html
+    assert "Muller Claire" in html and "SMTPRecipientsRefused 550" in html
+    assert "Aucun e-mail en échec." not in html
