@@ -6,26 +6,21 @@ from __future__ import annotations
 
 import base64
 import re
-import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-from flask import Flask
 from sqlalchemy import update
-from werkzeug.serving import make_server
 
 from app.audit import CLI
-from app.dispatch.clients import create_client
 from app.extensions import db
 from app.models import Doctor
 from app.pdf import make_pdf
 from app.staff.enrolment import enrol_sms_doctor
 from tests.browser.conftest import axe_violations
-from tests.conftest import consent_body, document_body, make_app, upgrade
-from tests.support.twilio_server import TwilioServer
+from tests.conftest import consent_body, document_body
+from tests.support.portal import Portal, serve_portal, sign_in
 
 pytestmark = pytest.mark.browser
 
@@ -33,46 +28,12 @@ SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 PHONE = {"width": 390, "height": 844}
 DESKTOP = {"width": 1280, "height": 800}
 GLN = "7601000000019"
-_CODE = re.compile(r"\b(\d{6})\b")
-
-
-@dataclass
-class Portal:
-    url: str
-    app: Flask
-    twilio: TwilioServer
-    token: str
-
-    def api(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
-        with self.app.app_context():
-            client = self.app.test_client()
-            response = client.open(path, method=method, json=body,
-                                   headers={"Authorization": f"Bearer {self.token}"})
-            assert response.status_code < 300, response.get_json()
-            return response.get_json()
-
-    def latest_code(self, count: int) -> str:
-        match = _CODE.search(self.twilio.wait_for_messages(count)[-1].body)
-        assert match is not None
-        return match.group(1)
 
 
 @pytest.fixture(scope="module")
 def portal(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Portal]:
-    with TwilioServer() as twilio:
-        path = tmp_path_factory.mktemp("browser-documents") / "relais.db"
-        app = make_app(f"sqlite:///{path}", SERVER_NAME=None, **twilio.config())
-        upgrade(app)
-        with app.app_context():
-            _, token = create_client("dpi-browser", CLI)
-            db.session.commit()
-        server = make_server("127.0.0.1", 0, app, threaded=True)
-        thread = threading.Thread(target=server.serve_forever, daemon=True)
-        thread.start()
-        yield Portal(f"http://127.0.0.1:{server.server_port}", app, twilio, token)
-        server.shutdown()
-        with app.app_context():
-            db.engine.dispose()
+    with serve_portal(tmp_path_factory.mktemp("browser-documents")) as served:
+        yield served
 
 
 @pytest.fixture(scope="module")
@@ -96,18 +57,6 @@ def doctor_login(portal: Portal) -> tuple[str, str]:
                        "birth_date": "1950-07-14", "deceased": False}
     portal.api("POST", "/api/v1/documents", body)
     return enrolled.login, enrolled.temporary_password
-
-
-def sign_in(page: Any, portal: Portal, login: str, password: str) -> None:
-    sent = len(portal.twilio.messages)
-    page.goto(portal.url + "/auth/login")
-    page.get_by_label("Identifiant").fill(login)
-    page.get_by_label("Mot de passe").fill(password)
-    page.get_by_role("button", name="Continuer").click()
-    page.wait_for_url("**/auth/code")
-    page.get_by_label("Code reçu par SMS").fill(portal.latest_code(sent + 1))
-    page.get_by_role("button", name="Se connecter").click()
-    page.wait_for_load_state()
 
 
 def shoot(page: Any, name: str) -> None:

@@ -8,27 +8,22 @@ pages in French and English; screenshots at phone and desktop width go to docs/s
 from __future__ import annotations
 
 import re
-import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-from flask import Flask
 from sqlalchemy import select, update
-from werkzeug.serving import make_server
 
 from app.audit import CLI
-from app.dispatch.clients import create_client
 from app.extensions import db
 from app.models import Delivery, Doctor, Document
 from app.models.base import utcnow
 from app.staff.enrolment import enrol_sms_doctor
 from tests.browser.conftest import axe_violations
-from tests.conftest import consent_body, document_body, make_app, upgrade
-from tests.support.twilio_server import TwilioServer
+from tests.conftest import consent_body, document_body
+from tests.support.portal import Portal, serve_portal, sign_in
 
 pytestmark = pytest.mark.browser
 
@@ -37,46 +32,9 @@ PHONE = {"width": 390, "height": 844}
 DESKTOP = {"width": 1280, "height": 800}
 GLN = "7601000000033"
 OTHER_GLN = "7601000000040"
-_CODE = re.compile(r"\b(\d{6})\b")
 
 
-@dataclass
-class Portal:
-    url: str
-    app: Flask
-    twilio: TwilioServer
-    token: str
 
-    def api(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
-        with self.app.app_context():
-            response = self.app.test_client().open(
-                path, method=method, json=body, headers={"Authorization": f"Bearer {self.token}"}
-            )
-            assert response.status_code < 300, response.get_json()
-            return response.get_json()
-
-    def latest_code(self, count: int) -> str:
-        match = _CODE.search(self.twilio.wait_for_messages(count)[-1].body)
-        assert match is not None
-        return match.group(1)
-
-
-@pytest.fixture(scope="module")
-def portal(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Portal]:
-    with TwilioServer() as twilio:
-        path = tmp_path_factory.mktemp("browser-patients") / "relais.db"
-        app = make_app(f"sqlite:///{path}", SERVER_NAME=None, **twilio.config())
-        upgrade(app)
-        with app.app_context():
-            _, token = create_client("dpi-browser-patients", CLI)
-            db.session.commit()
-        server = make_server("127.0.0.1", 0, app, threaded=True)
-        thread = threading.Thread(target=server.serve_forever, daemon=True)
-        thread.start()
-        yield Portal(f"http://127.0.0.1:{server.server_port}", app, twilio, token)
-        server.shutdown()
-        with app.app_context():
-            db.engine.dispose()
 
 
 def patient(dpi_id: str, family: str, given: str, birth: str) -> dict[str, Any]:
@@ -89,6 +47,12 @@ def letter(portal: Portal, document_id: str, who: dict[str, Any], title: str,
     body = document_body(document_id, title=title, recipients=recipients or [GLN], **changes)
     body["patient"] = who
     portal.api("POST", "/api/v1/documents", body)
+
+
+@pytest.fixture(scope="module")
+def portal(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Portal]:
+    with serve_portal(tmp_path_factory.mktemp("browser-patients")) as served:
+        yield served
 
 
 @pytest.fixture(scope="module")
@@ -132,18 +96,6 @@ def doctor_login(portal: Portal) -> tuple[str, str]:
             status="read", delivered_at=two_years_ago, first_read_at=two_years_ago))
         db.session.commit()
     return enrolled.login, enrolled.temporary_password
-
-
-def sign_in(page: Any, portal: Portal, login: str, password: str) -> None:
-    sent = len(portal.twilio.messages)
-    page.goto(portal.url + "/auth/login")
-    page.get_by_label("Identifiant").fill(login)
-    page.get_by_label("Mot de passe").fill(password)
-    page.get_by_role("button", name="Continuer").click()
-    page.wait_for_url("**/auth/code")
-    page.get_by_label("Code reçu par SMS").fill(portal.latest_code(sent + 1))
-    page.get_by_role("button", name="Se connecter").click()
-    page.wait_for_load_state()
 
 
 def shoot(page: Any, name: str) -> None:

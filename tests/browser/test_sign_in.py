@@ -4,77 +4,29 @@ doctor's first sign-in with a temporary password, and staff with an authenticato
 from __future__ import annotations
 
 import re
-import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import pyotp
 import pytest
-from flask import Flask
-from werkzeug.serving import make_server
 
 from app.audit import CLI
 from app.extensions import db
 from app.staff.accounts import create_staff, totp_secret
-from app.staff.enrolment import enrol_sms_doctor
 from tests.browser.conftest import axe_violations
-from tests.conftest import make_app, upgrade
-from tests.support.twilio_server import TwilioServer
+from tests.support.portal import Portal, enrol, serve_portal, sign_in
 
 pytestmark = pytest.mark.browser
 
 NEW_PASSWORD = "violet-harbour-cinnamon-piano"
-_CODE = re.compile(r"\b(\d{6})\b")
-
-
-@dataclass
-class Portal:
-    url: str
-    app: Flask
-    twilio: TwilioServer
-
-    def latest_code(self, count: int) -> str:
-        message = self.twilio.wait_for_messages(count)[-1]
-        match = _CODE.search(message.body)
-        assert match is not None
-        return match.group(1)
 
 
 @pytest.fixture(scope="session")
 def portal(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Portal]:
     """The portal on a loopback port, sending its SMS to a local Twilio server."""
-    with TwilioServer() as twilio:
-        path = tmp_path_factory.mktemp("browser-sign-in") / "relais.db"
-        app = make_app(f"sqlite:///{path}", SERVER_NAME=None, **twilio.config())
-        upgrade(app)
-        server = make_server("127.0.0.1", 0, app, threaded=True)
-        thread = threading.Thread(target=server.serve_forever, daemon=True)
-        thread.start()
-        yield Portal(f"http://127.0.0.1:{server.server_port}", app, twilio)
-        server.shutdown()
-        with app.app_context():
-            db.engine.dispose()
-
-
-def enrol(portal: Portal, gln: str, family: str, given: str, mobile: str) -> tuple[str, str]:
-    with portal.app.app_context():
-        enrolled = enrol_sms_doctor(gln, family, given, f"{given.lower()}@example.ch", mobile,
-                                    CLI)
-        db.session.commit()
-        return enrolled.login, enrolled.temporary_password
-
-
-def sign_in(page: Any, portal: Portal, login: str, password: str) -> None:
-    sent = len(portal.twilio.messages)
-    page.goto(portal.url + "/auth/login")
-    page.get_by_label("Identifiant").fill(login)
-    page.get_by_label("Mot de passe").fill(password)
-    page.get_by_role("button", name="Continuer").click()
-    page.wait_for_url("**/auth/code")
-    page.get_by_label("Code reçu par SMS").fill(portal.latest_code(sent + 1))
-    page.get_by_role("button", name="Se connecter").click()
+    with serve_portal(tmp_path_factory.mktemp("browser-sign-in")) as served:
+        yield served
 
 
 def test_a_doctor_signs_in_with_password_and_sms_code(page: Any, portal: Portal) -> None:
