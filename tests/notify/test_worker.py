@@ -20,18 +20,28 @@ def test_the_worker_loops_and_stops_cleanly_on_sigterm(app: Flask) -> None:
     env = {**os.environ, "RELAIS_ENV": "testing",
            "DATABASE_URL": app.config["SQLALCHEMY_DATABASE_URI"],
            "SECRET_KEY": "test-secret-key-that-is-long-enough-0123456789",
-           "DOCUMENT_KEYS": f"test1:{TEST_KEY}", "MAIL_BACKEND": "console"}
+           "DOCUMENT_KEYS": f"test1:{TEST_KEY}", "MAIL_BACKEND": "console",
+           "PYTHONUNBUFFERED": "1"}
     process = subprocess.Popen(
         [sys.executable, "-m", "flask", "--app", "wsgi", "worker", "--interval", "1"],
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
+    seen: list[str] = []
     try:
-        time.sleep(4)  # a few rounds
+        # Wait for two rounds (however slow the machine is to start), then stop it.
+        assert process.stdout is not None
+        deadline = time.monotonic() + 120
+        while sum("released:" in line for line in seen) < 2 and time.monotonic() < deadline:
+            line = process.stdout.readline()
+            if not line:
+                break
+            seen.append(line)
         process.send_signal(signal.SIGTERM)
-        out, err = process.communicate(timeout=30)
+        rest, err = process.communicate(timeout=30)
     finally:
         if process.poll() is None:
             process.kill()
+    out = "".join(seen) + rest
     assert process.returncode == 0, err
     assert out.count("released: 0 delivered, 0 cancelled") >= 2
     assert "notifications: 0 sent" in out
