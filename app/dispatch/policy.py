@@ -60,6 +60,11 @@ class Status(StrEnum):
     RETRACTED = "retracted"
 
 
+#: The deliveries a doctor sees in Relais (lists, counts, notifications): delivered or read;
+#: never held, blocked, cancelled, nor retracted.
+VISIBLE_TO_DOCTOR: frozenset[str] = frozenset({Status.DELIVERED.value, Status.READ.value})
+
+
 class Rule(StrEnum):
     """The rule recorded with a delivery; the values are the API's ``rule`` strings."""
 

@@ -17,9 +17,12 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    and_,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy.sql.elements import ColumnElement
 
+from app.dispatch.policy import VISIBLE_TO_DOCTOR
 from app.extensions import db
 from app.models.base import UTCDateTime, utcnow
 from app.models.doctor import Doctor
@@ -116,3 +119,10 @@ class Delivery(db.Model):  # type: ignore[name-defined,misc]
 
     document: Mapped[Document] = relationship(back_populates="deliveries")
     doctor: Mapped[Doctor | None] = relationship()
+
+    @classmethod
+    def visible_to(cls, doctor_id: int) -> ColumnElement[bool]:
+        """SQL: the deliveries this doctor sees (VISIBLE_TO_DOCTOR), minus those reported
+        "pas mon patient", which leave the doctor's lists."""
+        return and_(cls.doctor_id == doctor_id, cls.status.in_(VISIBLE_TO_DOCTOR),
+                    cls.reported_not_my_patient_at.is_(None))

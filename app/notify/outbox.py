@@ -23,6 +23,7 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
+from app.dispatch.policy import VISIBLE_TO_DOCTOR
 from app.extensions import db
 from app.models import Delivery, Doctor, Notification
 from app.models.base import utcnow
@@ -41,7 +42,6 @@ RETRY_DELAYS = (
 MAX_ATTEMPTS = len(RETRY_DELAYS) + 1
 #: How long a claimed row belongs to its sender before another may take it again.
 LEASE = timedelta(minutes=10)
-VISIBLE = ("delivered", "read")
 
 
 def _open_key(doctor_id: int) -> str:
@@ -65,7 +65,7 @@ def note_arrivals(deliveries: Iterable[Delivery], now: datetime | None = None) -
     now = now or utcnow()
     per_doctor: dict[int, int] = {}
     for delivery in deliveries:
-        if delivery.doctor_id is not None and delivery.status in VISIBLE:
+        if delivery.doctor_id is not None and delivery.status in VISIBLE_TO_DOCTOR:
             per_doctor[delivery.doctor_id] = per_doctor.get(delivery.doctor_id, 0) + 1
     if not per_doctor:
         return 0
@@ -137,7 +137,7 @@ def schedule_digests(now: datetime | None = None) -> int:
         if since is not None and since >= cutoff:
             continue  # today's is written
         query = select(func.count(Delivery.id)).where(
-            Delivery.doctor_id == doctor.id, Delivery.status.in_(VISIBLE),
+            Delivery.doctor_id == doctor.id, Delivery.status.in_(VISIBLE_TO_DOCTOR),
             Delivery.delivered_at <= now,
         )
         if since is not None:

@@ -41,7 +41,7 @@ from app.audit import Actor, record
 from app.auth.session import current_principal, requires, signed_in
 from app.crypto import ContentIntegrityError
 from app.dispatch import service
-from app.dispatch.policy import Status
+from app.dispatch.policy import VISIBLE_TO_DOCTOR, Status
 from app.extensions import db
 from app.models import Delivery, Doctor, Document, Patient
 from app.models.base import utcnow
@@ -52,7 +52,6 @@ bp = Blueprint("documents", __name__)
 PAGE_SIZE = 25
 #: The most documents one ZIP may carry (memory: 50 × 20 MiB at most).
 ZIP_LIMIT = 50
-VISIBLE_STATUSES = (Status.DELIVERED.value, Status.READ.value)
 ZURICH = ZoneInfo("Europe/Zurich")
 
 #: Labels of the DPI's document types; an unknown type is shown as sent.
@@ -78,7 +77,7 @@ def _owned(doctor: Doctor) -> ColumnElement[bool]:
 
 
 def _visible() -> ColumnElement[bool]:
-    return Delivery.status.in_(VISIBLE_STATUSES)
+    return Delivery.status.in_(VISIBLE_TO_DOCTOR)
 
 
 def _retracted_after_delivery() -> ColumnElement[bool]:

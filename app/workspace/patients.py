@@ -34,8 +34,6 @@ PAGE_SIZE = 50
 #: Longest search text taken into account.
 SEARCH_MAX = 100
 
-VISIBLE_STATUSES = ("delivered", "read")
-
 #: Labels of the DPI's most common document types; other codes are shown as they come.
 TYPE_LABELS = {
     "discharge_letter": _l("Lettre de sortie"),
@@ -95,11 +93,7 @@ def months_before(moment: datetime, months: int) -> datetime:
 
 
 def _visible(doctor: Doctor) -> ColumnElement[bool]:
-    return and_(
-        Delivery.doctor_id == doctor.id,
-        Delivery.status.in_(VISIBLE_STATUSES),
-        Delivery.reported_not_my_patient_at.is_(None),
-    )
+    return Delivery.visible_to(doctor.id)
 
 
 def _search_terms(search: str) -> list[str]:
