@@ -85,14 +85,14 @@ class Inbox:
         return self.client.post(path, data={"csrf_token": token, **(data or {})})
 
 
-@pytest.fixture()
-def inbox(api: Api, client: FlaskClient, active_doctor: Doctor) -> Inbox:
+@pytest.fixture(name="inbox")
+def inbox_fixture(api: Api, client: FlaskClient, active_doctor: Doctor) -> Inbox:
     sign_in_as(client, active_doctor)
     return Inbox(api, client, active_doctor)
 
 
-@pytest.fixture()
-def other_doctor(app: Flask) -> Doctor:
+@pytest.fixture(name="other_doctor")
+def other_doctor_fixture(app: Flask) -> Doctor:
     doctor = Doctor(gln=OTHER_GLN, family_name="Rochat", given_name="Paul", state="active",
                     activated_at=utcnow())
     db.session.add(doctor)

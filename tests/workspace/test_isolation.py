@@ -6,34 +6,20 @@ added later, on any blueprint, cannot forget the rule.
 
 from __future__ import annotations
 
-import pytest
 from flask import Flask
-from flask.testing import FlaskClient
 from sqlalchemy import select
 
 from app.auth.session import access_of
 from app.extensions import db
 from app.models import Delivery, Doctor
-from app.models.base import utcnow
-from tests.conftest import Api
 from tests.support.signin import sign_in_as
 from tests.web.test_pages import csrf_token
-from tests.workspace.test_documents import OTHER_GLN, Inbox
-
-
-@pytest.fixture()
-def inbox(api: Api, client: FlaskClient, active_doctor: Doctor) -> Inbox:
-    sign_in_as(client, active_doctor)
-    return Inbox(api, client, active_doctor)
-
-
-@pytest.fixture()
-def other_doctor(app: Flask) -> Doctor:
-    doctor = Doctor(gln=OTHER_GLN, family_name="Rochat", given_name="Paul", state="active",
-                    activated_at=utcnow())
-    db.session.add(doctor)
-    db.session.commit()
-    return doctor
+from tests.workspace.test_documents import (  # the fixtures register as inbox, other_doctor
+    OTHER_GLN,
+    Inbox,
+    inbox_fixture,  # noqa: F401
+    other_doctor_fixture,  # noqa: F401
+)
 
 
 def doctor_id_routes(app: Flask) -> list[tuple[str, str, str]]:
