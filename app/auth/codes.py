@@ -21,6 +21,7 @@ from datetime import datetime, timedelta
 from flask import current_app
 from sqlalchemy import CursorResult, select, update
 
+from app.auth.sms import SmsError, sender_from_config
 from app.extensions import db
 from app.models import OneTimeCode
 from app.models.base import utcnow
@@ -148,6 +149,18 @@ def send_failed(challenge: OneTimeCode, *, now: datetime | None = None) -> None:
         .values(sent_at=now - RESEND_AFTER, sends=OneTimeCode.sends - 1)
     )
     db.session.refresh(challenge)
+
+
+def send(issued: Issued, body: str) -> None:
+    """Send ``body`` (which carries the code) to the attempt's phone, through the configured
+    sender. Call it after the commit. On failure the attempt stays open for an immediate retry
+    (:func:`send_failed`) and the :class:`SmsError` goes to the caller, who tells the person
+    and audits it."""
+    try:
+        sender_from_config(current_app.config).send(issued.challenge.phone, body)
+    except SmsError:
+        send_failed(issued.challenge)
+        raise
 
 
 def wait_before_resend(challenge: OneTimeCode, *, now: datetime | None = None) -> timedelta:

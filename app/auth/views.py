@@ -70,7 +70,7 @@ from app.auth.session import (
     start_session,
     target_of,
 )
-from app.auth.sms import SmsError, mask_phone, sender_from_config
+from app.auth.sms import SmsError, mask_phone
 from app.crypto import ContentIntegrityError, Sealed
 from app.dispatch.service import key_ring
 from app.extensions import db
@@ -305,9 +305,8 @@ def _send_code(doctor: Doctor, issued: codes.Issued) -> bool:
     body = _("Relais : votre code de connexion est %(code)s. Il est valable %(minutes)s minutes.",
              code=issued.code, minutes=int(codes.CODE_LIFETIME.total_seconds() // 60))
     try:
-        sender_from_config(current_app.config).send(challenge.phone, body)
+        codes.send(issued, body)
     except SmsError as error:
-        codes.send_failed(challenge)
         record(actor_for(doctor), "auth.sms_failed", target=target_of(doctor), outcome="failure",
                details={"reason": error.reason, "phone": mask_phone(challenge.phone)})
         db.session.commit()

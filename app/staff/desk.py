@@ -43,7 +43,7 @@ from werkzeug.wrappers import Response as BaseResponse
 from app.audit import record
 from app.auth import codes
 from app.auth.session import current_principal, is_locked, requires, target_of, unlock
-from app.auth.sms import SmsError, mask_phone, sender_from_config
+from app.auth.sms import SmsError, mask_phone
 from app.crypto import ContentIntegrityError, Sealed
 from app.dispatch.policy import DoctorState
 from app.dispatch.service import key_ring
@@ -171,7 +171,8 @@ def _doctor_or_404(doctor_id: int) -> Doctor:
 
 def _sms_body(code: str) -> str:
     # French: the doctor reads it aloud at the desk of a Geneva hospital.
-    return (f"Relais : votre code de vérification est {code}. Valable 5 minutes. "
+    minutes = int(codes.CODE_LIFETIME.total_seconds() // 60)
+    return (f"Relais : votre code de vérification est {code}. Valable {minutes} minutes. "
             "Ne le communiquez qu'au guichet de l'hôpital.")
 
 
@@ -184,12 +185,10 @@ def _send(issued: codes.Issued, target: str, reason: str, *, first: bool) -> boo
     phone = challenge.phone
     details = {"mobile": mask_phone(phone), "reason": reason, "send": challenge.sends}
     try:
-        sender_from_config(current_app.config).send(phone, _sms_body(issued.code))
+        codes.send(issued, _sms_body(issued.code))  # a failed resend may be retried at once
     except SmsError as error:
         if first:
             db.session.execute(delete(OneTimeCode).where(OneTimeCode.id == challenge.id))
-        else:
-            codes.send_failed(challenge)  # a retry is allowed at once
         record(current_principal().actor, "desk.phone_code_failed", target=target,
                outcome="failure", details={**details, "error": str(error)})
         db.session.commit()
