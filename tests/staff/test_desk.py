@@ -13,7 +13,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from flask import Flask, g
+from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import func, select, update
 from werkzeug.test import TestResponse
@@ -73,20 +73,6 @@ POST_ROUTES = [path for method, path in ROUTES if method == "POST"]
 
 
 # --- fixtures and helpers --------------------------------------------------------------------
-
-
-def _fresh_request_caches() -> None:
-    g.pop("_login_user", None)  # Flask-Login's signed-in user
-    g.pop("csrf_token", None)  # Flask-WTF's token of the session
-
-
-@pytest.fixture(autouse=True)
-def _one_browser_per_client(app: Flask) -> None:
-    """Several test clients take turns here (the desk, the doctor elsewhere). In production each
-    request has an app context, and so a ``g``, of its own; the ``app`` fixture keeps one app
-    context for the whole test, where Flask-Login and Flask-WTF would cache one client's user
-    and CSRF token for the next client's request. Start each request without them."""
-    app.before_request_funcs.setdefault(None, []).insert(0, _fresh_request_caches)
 
 
 def desk_user(login: str = "desk-test") -> StaffUser:
