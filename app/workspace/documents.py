@@ -20,8 +20,6 @@ The ids in URLs are delivery ids: one per document and recipient, so they carry 
 
 from __future__ import annotations
 
-import base64
-import binascii
 import io
 import re
 import zipfile
@@ -45,6 +43,7 @@ from app.dispatch.policy import VISIBLE_TO_DOCTOR, Status
 from app.extensions import db
 from app.models import Delivery, Doctor, Document, Patient
 from app.models.base import utcnow
+from app.web.keyset import decode_cursor, encode_cursor
 from app.web.paths import local_path
 
 bp = Blueprint("documents", __name__)
@@ -265,22 +264,9 @@ def _conditions(doctor: Doctor, filters: Filters) -> list[ColumnElement[bool]]:
     return conditions
 
 
-def encode_cursor(delivery: Delivery) -> str:
+def _cursor(delivery: Delivery) -> str:
     assert delivery.delivered_at is not None  # noqa: S101 - visible deliveries were delivered
-    raw = f"{delivery.delivered_at.astimezone(UTC).isoformat()}|{delivery.id}"
-    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> tuple[datetime, int]:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        stamp, _, raw_id = raw.partition("|")
-        when = datetime.fromisoformat(stamp)
-        if when.tzinfo is None or not raw_id.isdigit():
-            raise ValueError(cursor)
-        return when, int(raw_id)
-    except (ValueError, binascii.Error, UnicodeDecodeError):
-        abort(400)
+    return encode_cursor(delivery.delivered_at, delivery.id)
 
 
 @dataclass(frozen=True)
@@ -304,7 +290,7 @@ def list_page(doctor: Doctor, filters: Filters, after: str | None,
     ))
     more = len(rows) > size
     rows = rows[:size]
-    return Page(rows, encode_cursor(rows[-1]) if more and rows else None)
+    return Page(rows, _cursor(rows[-1]) if more and rows else None)
 
 
 def filter_choices(doctor: Doctor) -> dict[str, list[Any]]:
