@@ -15,14 +15,13 @@ from pathlib import Path
 from typing import Any, ParamSpec
 
 from flask import Blueprint, Response, current_app, g, request
-from sqlalchemy import or_, select
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import selectinload
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from app.audit import Actor, record
 from app.auth.session import public
-from app.dispatch import service
+from app.dispatch import directory, service
 from app.dispatch.clients import authenticate
 from app.dispatch.representations import (
     consent_out,
@@ -44,7 +43,7 @@ from app.dispatch.validation import (
     parse_retraction,
 )
 from app.extensions import db
-from app.models import ApiClient, AuditEvent, Doctor, DoctorSpecialty
+from app.models import ApiClient, AuditEvent
 from app.models.base import utcnow
 from app.web.problems import problem_response
 
@@ -285,37 +284,12 @@ def doctors() -> Response:
     q = (request.args.get("q") or "").strip()
     specialty = (request.args.get("specialty") or "").strip()
     limit = _int_arg("limit", 50, 1, 200)
-    bad = [
-        {"field": name, "message": f"must be at most {size} characters"}
-        if len(value) > size
-        else {"field": name, "message": "must not contain control characters"}
-        for name, value, size in (("q", q, 100), ("specialty", specialty, 64))
-        if len(value) > size or _CONTROL.search(value)
-    ]
+    bad = directory.search_errors(
+        ("q", q, directory.MAX_QUERY), ("specialty", specialty, directory.MAX_SPECIALTY)
+    )
     if bad:
         raise ValidationFailed(bad)
-    query = select(Doctor).options(
-        selectinload(Doctor.specialty_links), selectinload(Doctor.identities)
-    )
-    if q:
-        like = "%" + q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-        query = query.where(
-            or_(
-                Doctor.family_name.ilike(like, escape="\\"),
-                Doctor.given_name.ilike(like, escape="\\"),
-                Doctor.gln.like(like, escape="\\"),
-                Doctor.locality.ilike(like, escape="\\"),
-            )
-        )
-    if specialty:
-        query = query.where(
-            Doctor.id.in_(
-                select(DoctorSpecialty.doctor_id).where(DoctorSpecialty.code == specialty)
-            )
-        )
-    found = db.session.scalars(
-        query.order_by(Doctor.family_name, Doctor.given_name, Doctor.gln).limit(limit)
-    ).all()
+    found = directory.find_doctors(q, specialty, limit=limit)
     record(_actor(), "doctors.searched", details={"results": len(found)})
     return _json({"doctors": [doctor_out(d) for d in found]})
 

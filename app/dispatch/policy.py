@@ -30,6 +30,7 @@ __all__ = [
     "Category",
     "ConsentFacts",
     "ConsentGiverError",
+    "ConsentRequirement",
     "Decision",
     "DoctorState",
     "DocumentFacts",
@@ -44,6 +45,7 @@ __all__ = [
     "can_deliver",
     "cancellation",
     "check_consent_giver",
+    "consent_requirement",
     "decide",
     "decide_release",
 ]
@@ -364,6 +366,30 @@ _AGE_WITH_AGREEMENT = 12
 _AGE_OF_DISCERNMENT = 16
 
 
+class ConsentRequirement(StrEnum):
+    """Who may consent for a patient, by age (CARA seed, minors)."""
+
+    #: Under 12: a representative (a parent, a guardian) consents.
+    REPRESENTATIVE = "representative"
+    #: From 12 to 15: a representative, with the young person's signed agreement.
+    REPRESENTATIVE_WITH_AGREEMENT = "representative_with_agreement"
+    #: From 16: the patient, or a representative (a relative the patient chose, a guardian).
+    PATIENT_OR_REPRESENTATIVE = "patient_or_representative"
+
+
+def consent_requirement(birth_date: date, day: date) -> ConsentRequirement:
+    """The rule for who may consent for a patient born on ``birth_date``, on ``day``.
+
+    Raises ``ValueError`` when ``birth_date`` is after ``day``.
+    """
+    age = age_on(birth_date, day)
+    if age < _AGE_WITH_AGREEMENT:
+        return ConsentRequirement.REPRESENTATIVE
+    if age < _AGE_OF_DISCERNMENT:
+        return ConsentRequirement.REPRESENTATIVE_WITH_AGREEMENT
+    return ConsentRequirement.PATIENT_OR_REPRESENTATIVE
+
+
 def check_consent_giver(
     birth_date: date,
     recorded_on: date,
@@ -380,15 +406,15 @@ def check_consent_giver(
         raise ConsentGiverError(
             "patient.birth_date", "The birth date is after the day the consent is recorded."
         )
-    age = age_on(birth_date, recorded_on)
+    requirement = consent_requirement(birth_date, recorded_on)
     by_representative = GivenBy(given_by) is GivenBy.REPRESENTATIVE
 
-    if age < _AGE_WITH_AGREEMENT and not by_representative:
+    if requirement is ConsentRequirement.REPRESENTATIVE and not by_representative:
         raise ConsentGiverError(
             "given_by",
             "A patient under 12 cannot consent alone; a representative must give the consent.",
         )
-    if _AGE_WITH_AGREEMENT <= age < _AGE_OF_DISCERNMENT:
+    if requirement is ConsentRequirement.REPRESENTATIVE_WITH_AGREEMENT:
         if not by_representative:
             raise ConsentGiverError(
                 "given_by",

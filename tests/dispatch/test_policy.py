@@ -12,6 +12,7 @@ from app.dispatch.policy import (
     Category,
     ConsentFacts,
     ConsentGiverError,
+    ConsentRequirement,
     Decision,
     DoctorState,
     DocumentFacts,
@@ -26,6 +27,7 @@ from app.dispatch.policy import (
     can_deliver,
     cancellation,
     check_consent_giver,
+    consent_requirement,
     decide,
     decide_release,
 )
@@ -831,3 +833,50 @@ def test_cancellation_of_held_deliveries(event: Rule, config: PolicyConfig, canc
 def test_only_revocation_and_death_cancel_held_deliveries() -> None:
     with pytest.raises(ValueError, match="third_party_data"):
         cancellation(Rule.THIRD_PARTY_DATA, PolicyConfig())
+
+
+# --- who may consent, as staff are told before they record a consent ----------------------------
+
+_RECORDED = date(2026, 11, 23)
+
+
+@pytest.mark.parametrize(("birth_date", "requirement"), [
+    (date(2026, 11, 23), ConsentRequirement.REPRESENTATIVE),  # born today
+    (date(2014, 11, 24), ConsentRequirement.REPRESENTATIVE),  # 11, 12 tomorrow
+    (date(2014, 11, 23), ConsentRequirement.REPRESENTATIVE_WITH_AGREEMENT),  # 12 today
+    (date(2010, 11, 24), ConsentRequirement.REPRESENTATIVE_WITH_AGREEMENT),  # 15, 16 tomorrow
+    (date(2010, 11, 23), ConsentRequirement.PATIENT_OR_REPRESENTATIVE),  # 16 today
+    (date(1961, 4, 2), ConsentRequirement.PATIENT_OR_REPRESENTATIVE),
+])
+def test_consent_requirement_by_age(birth_date: date, requirement: ConsentRequirement) -> None:
+    assert consent_requirement(birth_date, _RECORDED) is requirement
+
+
+def test_consent_requirement_refuses_a_future_birth() -> None:
+    with pytest.raises(ValueError):
+        consent_requirement(date(2026, 11, 24), _RECORDED)
+
+
+@pytest.mark.parametrize("birth_date", [date(2026, 1, 1) - timedelta(days=n)
+                                        for n in range(0, 20 * 366, 97)])
+@pytest.mark.parametrize("given_by", list(GivenBy))
+@pytest.mark.parametrize("minor_agreement", [True, False])
+def test_check_consent_giver_follows_the_requirement(
+    birth_date: date, given_by: GivenBy, minor_agreement: bool
+) -> None:
+    """The thresholds live in consent_requirement: check_consent_giver accepts exactly what it
+    allows (a representative always named here)."""
+    day = date(2026, 1, 1)
+    requirement = consent_requirement(birth_date, day)
+    allowed = {
+        ConsentRequirement.REPRESENTATIVE: given_by is GivenBy.REPRESENTATIVE,
+        ConsentRequirement.REPRESENTATIVE_WITH_AGREEMENT: (
+            given_by is GivenBy.REPRESENTATIVE and minor_agreement),
+        ConsentRequirement.PATIENT_OR_REPRESENTATIVE: True,
+    }[requirement]
+    try:
+        check_consent_giver(birth_date, day, given_by, minor_agreement, "Jean Dupont")
+    except ConsentGiverError:
+        assert not allowed
+    else:
+        assert allowed
