@@ -96,6 +96,10 @@ class Delivery(db.Model):  # type: ignore[name-defined,misc]
             "status IN ('held', 'delivered', 'read', 'blocked', 'cancelled', 'retracted')",
             name="status",
         ),
+        CheckConstraint(
+            "handling IS NULL OR handling IN ('post', 'other_doctor', 'no_action', 'rechecked')",
+            name="handling",
+        ),
         # The doctor's inbox, newest first; the release worker's due list.
         Index("ix_deliveries_inbox", "doctor_id", "status", "delivered_at"),
         Index("ix_deliveries_due", "status", "release_at"),
@@ -116,6 +120,13 @@ class Delivery(db.Model):  # type: ignore[name-defined,misc]
     cancelled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     retracted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     reported_not_my_patient_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    #: Staff handled this delivery on the worklist (blocked, cancelled or "pas mon patient"):
+    #: when, who (the staff login), how (``post``, ``other_doctor``, ``no_action``,
+    #: ``rechecked``) and a short note. Set once; a handled delivery leaves the open worklist.
+    handled_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
+    handled_by: Mapped[str | None] = mapped_column(String(64))
+    handling: Mapped[str | None] = mapped_column(String(16))
+    handling_note: Mapped[str | None] = mapped_column(String(500))
 
     document: Mapped[Document] = relationship(back_populates="deliveries")
     doctor: Mapped[Doctor | None] = relationship()
