@@ -447,3 +447,76 @@ def test_dispatch_release_due_prints_its_counts(
     # And a second run finds nothing left
     again = runner.invoke(args=["dispatch", "release-due"])
     assert "released: 0 delivered, 0 cancelled" in again.output
+
+
+# --- audit verify records its result (read by the desk's audit viewer) ----------------------------
+
+
+def _verifications() -> list[AuditEvent]:
+    db.session.expire_all()
+    return list(db.session.scalars(
+        select(AuditEvent).where(AuditEvent.action == "audit.verified").order_by(AuditEvent.id)))
+
+
+def test_audit_verify_records_a_success(runner: FlaskCliRunner) -> None:
+    assert enrol(runner).exit_code == 0
+    last = int(db.session.scalar(select(func.max(AuditEvent.id))) or 0)
+    result = runner.invoke(args=["audit", "verify"])
+    assert result.exit_code == 0, result.output
+    assert result.output == "audit trail intact\n"
+    [verified] = _verifications()
+    assert (verified.actor, verified.outcome, verified.target) == ("cli", "success",
+                                                                  "audit:trail")
+    assert verified.details == {"through": last}
+    assert verified.id == last + 1
+    # The recorded verification keeps the chain whole: the next run checks it too
+    again = runner.invoke(args=["audit", "verify"])
+    assert again.exit_code == 0, again.output
+    assert _verifications()[-1].details == {"through": verified.id}
+
+
+def test_audit_verify_records_a_failure_with_the_first_break(runner: FlaskCliRunner) -> None:
+    assert enrol(runner).exit_code == 0
+    event = db.session.scalars(select(AuditEvent).order_by(AuditEvent.id)).first()
+    assert event is not None
+    event.target = "doctor:tampered"
+    db.session.commit()
+    result = runner.invoke(args=["audit", "verify"])
+    assert result.exit_code == 1
+    assert result.output.startswith(f"audit trail BROKEN at event {event.id}: ")
+    [verified] = _verifications()
+    assert verified.outcome == "failure"
+    assert verified.details["broken_at"] == event.id
+    assert verified.details["through"] == event.id
+    assert verified.details["problem"] == "its content does not match its hash"
+
+
+def test_audit_verify_records_the_anchor(runner: FlaskCliRunner) -> None:
+    assert enrol(runner).exit_code == 0
+    first = db.session.scalars(select(AuditEvent).order_by(AuditEvent.id)).first()
+    assert first is not None
+    result = runner.invoke(args=["audit", "verify", "--anchor", f"{first.id}:{'a' * 64}"])
+    assert result.exit_code == 1
+    [verified] = _verifications()
+    assert verified.outcome == "failure"
+    assert verified.details["anchor"] == first.id
+    assert verified.details["problem"] == "differs from the anchored copy"
+
+
+def test_audit_verify_without_a_head_row_still_reports(runner: FlaskCliRunner) -> None:
+    from sqlalchemy import text
+
+    assert enrol(runner).exit_code == 0
+    db.session.execute(text("DELETE FROM audit_head"))
+    db.session.commit()
+    try:
+        result = runner.invoke(args=["audit", "verify"])
+        assert result.exit_code == 1
+        assert "BROKEN at chain head: the head row is missing" in result.output
+        assert "could not be recorded" in result.output
+        assert _verifications() == []
+    finally:  # the next test's reset only rewinds the head row: put it back
+        db.session.rollback()
+        db.session.execute(text("INSERT INTO audit_head (id, seq, last_hash) VALUES (1, 0, :h)"),
+                           {"h": "0" * 64})
+        db.session.commit()

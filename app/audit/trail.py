@@ -174,12 +174,26 @@ def _events(batch: int = 1000) -> Iterator[Any]:
         last = rows[-1].id
 
 
+@dataclass(frozen=True)
+class Verification:
+    """What one walk of the chain found: the first break (None when it holds) and the id of the
+    last event it checked (0 for an empty trail)."""
+
+    broken: ChainBreak | None
+    through: int
+
+
 def verify(anchor: tuple[int, str] | None = None) -> ChainBreak | None:
     """Walk the whole trail; return the first break, or None when the chain holds.
 
     ``anchor`` is an (id, hash) pair kept outside Relais (the DPI's copy of the feed): it proves
     that the end of the trail was not cut off or rewritten as a whole.
     """
+    return check_chain(anchor).broken
+
+
+def check_chain(anchor: tuple[int, str] | None = None) -> Verification:
+    """:func:`verify`, also telling up to which event the walk went."""
     expected_id = 1
     prev_hash = GENESIS_HASH
     anchor_seen = anchor is None
@@ -187,37 +201,63 @@ def verify(anchor: tuple[int, str] | None = None) -> ChainBreak | None:
         select(AuditHead.seq, AuditHead.last_hash).where(AuditHead.id == 1)
     ).one_or_none()
     if head is None:
-        return ChainBreak(None, "the head row is missing")
+        return Verification(ChainBreak(None, "the head row is missing"), 0)
+
+    def broken(event_id: int | None, problem: str, through: int) -> Verification:
+        return Verification(ChainBreak(event_id, problem), through)
+
     for event in _events():
         if isinstance(event, _Unreadable):
-            return ChainBreak(event.id, f"cannot be read ({event.error}): rewritten")
+            return broken(event.id, f"cannot be read ({event.error}): rewritten", event.id)
         if event.id != expected_id:
-            return ChainBreak(event.id, f"expected event {expected_id} here: events are missing")
+            return broken(event.id, f"expected event {expected_id} here: events are missing",
+                          event.id)
         if event.prev_hash != prev_hash:
-            return ChainBreak(event.id, "does not point at the previous event's hash")
+            return broken(event.id, "does not point at the previous event's hash", event.id)
         if compute_hash(event) != event.hash:
-            return ChainBreak(event.id, "its content does not match its hash")
+            return broken(event.id, "its content does not match its hash", event.id)
         if anchor is not None and event.id == anchor[0]:
             if event.hash != anchor[1]:
-                return ChainBreak(event.id, "differs from the anchored copy")
+                return broken(event.id, "differs from the anchored copy", event.id)
             anchor_seen = True
         if event.id > head.seq:
-            return ChainBreak(
-                event.id, f"is beyond the chain head ({head.seq} events recorded): inserted"
+            return broken(
+                event.id, f"is beyond the chain head ({head.seq} events recorded): inserted",
+                event.id,
             )
         if event.id == head.seq and event.hash != head.last_hash:
-            return ChainBreak(event.id, "differs from the hash recorded by the chain head")
+            return broken(event.id, "differs from the hash recorded by the chain head", event.id)
         prev_hash = event.hash
         expected_id += 1
-    if head.seq != expected_id - 1:
-        return ChainBreak(
+    last = expected_id - 1
+    if head.seq != last:
+        return broken(
             expected_id,
             f"missing: the chain head records {head.seq} events but the trail ends at "
-            f"{expected_id - 1} (cut off)",
+            f"{last} (cut off)",
+            last,
         )
     if head.last_hash != prev_hash:
-        return ChainBreak(None, "the head's last hash does not match the trail")
+        return broken(None, "the head's last hash does not match the trail", last)
     if not anchor_seen:
         assert anchor is not None  # noqa: S101 - anchor_seen starts True without one
-        return ChainBreak(anchor[0], "the anchored event is missing")
-    return None
+        return broken(anchor[0], "the anchored event is missing", last)
+    return Verification(None, last)
+
+
+#: The action of a verification's own event (by the CLI or the desk's button).
+VERIFIED = "audit.verified"
+
+
+def record_verification(actor: Actor | str, result: Verification,
+                        anchor: tuple[int, str] | None = None) -> AuditEvent:
+    """Record a walk of the chain as an event (flushed, not committed): success, or failure with
+    the first break's id and reason; ``through`` is the last event checked."""
+    details: dict[str, Any] = {"through": result.through}
+    if anchor is not None:
+        details["anchor"] = anchor[0]
+    if result.broken is not None:
+        details["broken_at"] = result.broken.event_id
+        details["problem"] = result.broken.problem
+    return record(actor, VERIFIED, target="audit:trail",
+                  outcome="success" if result.broken is None else "failure", details=details)

@@ -8,8 +8,10 @@ import sys
 import click
 from flask import Flask, current_app
 from flask.cli import AppGroup
+from sqlalchemy.exc import SQLAlchemyError
 
-from app.audit import CLI, verify
+from app.audit import CLI
+from app.audit.trail import check_chain, record_verification
 from app.extensions import db
 
 
@@ -211,11 +213,23 @@ def audit_verify(anchor: str | None) -> None:
             _fail("--anchor must read ID:HASH (64 hex digits)")
             return
         anchor_pair = (int(match.group(1)), match.group(2))
-    broken = verify(anchor_pair)
+    result = check_chain(anchor_pair)
+    broken = result.broken
     if broken is not None:
         click.echo(f"audit trail BROKEN at {broken}", err=True)
+    else:
+        click.echo("audit trail intact")
+    # Each verification is itself an event, so that the desk's page shows the chain's state
+    # without walking the whole trail at every view.
+    try:
+        record_verification(CLI, result, anchor_pair)
+        _commit()
+    except (RuntimeError, SQLAlchemyError) as error:  # e.g. the head row is gone
+        db.session.rollback()
+        click.echo(f"warning: the verification could not be recorded ({type(error).__name__})",
+                   err=True)
+    if broken is not None:
         sys.exit(1)
-    click.echo("audit trail intact")
 
 
 def register_cli(app: Flask) -> None:
