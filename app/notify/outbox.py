@@ -22,10 +22,12 @@ from flask import current_app
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import selectinload
 
+from app.audit import Actor, record
 from app.dispatch.policy import VISIBLE_TO_DOCTOR
 from app.extensions import db
-from app.models import Delivery, Doctor, Notification
+from app.models import Delivery, Doctor, EmailChange, Notification
 from app.models.base import utcnow
 from app.notify.mail import MailError, build_message, send_message
 
@@ -263,9 +265,88 @@ def send_due(now: datetime | None = None, batch: int = 100) -> SendReport:
     return report
 
 
-def failed_notifications() -> Sequence[Notification]:
-    """Permanent failures, newest first: the desk's list."""
-    return db.session.scalars(
+def failed_notifications(limit: int | None = None) -> Sequence[Notification]:
+    """Permanent failures, newest first: the desk's list (with each row's doctor)."""
+    statement = (
         select(Notification).where(Notification.failed_at.is_not(None))
-        .order_by(Notification.failed_at.desc())
-    ).all()
+        .options(selectinload(Notification.doctor))
+        .order_by(Notification.failed_at.desc(), Notification.id.desc())
+    )
+    if limit is not None:
+        statement = statement.limit(limit)
+    return db.session.scalars(statement).all()
+
+
+def failed_count() -> int:
+    """How many emails failed for good (the desk's first page links to them)."""
+    return db.session.scalar(
+        select(func.count(Notification.id)).where(Notification.failed_at.is_not(None))
+    ) or 0
+
+
+# --- the desk's resend ----------------------------------------------------------------------
+
+#: Why a failed email cannot be put back in the queue.
+NOT_FAILED = "not_failed"
+LINK_GONE = "link_gone"
+DOCTOR_INACTIVE = "doctor_inactive"
+NO_ADDRESS = "no_address"
+NOTIFICATIONS_OFF = "notifications_off"
+
+
+class ResendRefused(Exception):
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def resend_refusal(row: Notification, now: datetime | None = None) -> str | None:
+    """Why this failed row must not be sent again, or None when it may.
+
+    An address confirmation cannot go again: its token was wiped when it failed (only the
+    pending change keeps a hash), and the link expires after a day anyway; the doctor asks
+    for a new one from Mon profil. The other kinds need an active doctor and an address.
+    """
+    now = now or utcnow()
+    if row.failed_at is None or row.sent_at is not None:
+        return NOT_FAILED
+    if row.kind == "email_confirm":
+        change_id = row.idempotency_key.rpartition(":")[2]
+        change = (db.session.get(EmailChange, int(change_id)) if change_id.isdigit()
+                  else None)
+        if (row.secret is None or change is None or change.used_at is not None
+                or change.expires_at <= now):
+            return LINK_GONE
+    if row.doctor.state != "active":
+        return DOCTOR_INACTIVE
+    if not (row.to_address or row.doctor.email):
+        return NO_ADDRESS
+    if row.kind in ("arrival", "digest") and row.doctor.notification_mode == "none":
+        return NOTIFICATIONS_OFF
+    return None
+
+
+def requeue_failed(row: Notification, actor: Actor, now: datetime | None = None) -> None:
+    """Put a failed email back in the queue, due at once (the worker sends it). Caller commits.
+
+    A compare-and-set on ``failed_at``: two desks clicking at once requeue it once, and the
+    second is told it is no longer failed. Audited as ``notification.resent``.
+    """
+    now = now or utcnow()
+    reason = resend_refusal(row, now)
+    if reason is not None:
+        raise ResendRefused(reason)
+    previous_error = row.last_error
+    result = db.session.execute(
+        update(Notification)
+        .where(Notification.id == row.id, Notification.failed_at.is_not(None),
+               Notification.sent_at.is_(None))
+        .values(failed_at=None, attempts=0, next_attempt_at=now, last_error=None)
+        .execution_options(synchronize_session=False)
+    )
+    if result.rowcount != 1:  # type: ignore[attr-defined]
+        raise ResendRefused(NOT_FAILED)
+    db.session.refresh(row)
+    record(actor, "notification.resent", target=f"doctor:{row.doctor.gln}",
+           details={"notification": row.id, "kind": row.kind,
+                    "previous_error": previous_error})

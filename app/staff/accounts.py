@@ -120,6 +120,87 @@ def deactivate_staff(login: str, actor: Actor) -> StaffUser:
     return user
 
 
+#: Why the desk may not change an account from its page.
+SELF = "self"
+LAST_DESK = "last_desk"
+TOTP_PENDING = "totp_pending"
+
+
+class DeskRefusal(StaffError):
+    """The desk's page refuses this change; ``code`` says why (shown translated)."""
+
+    def __init__(self, code: str) -> None:
+        super().__init__(code)
+        self.code = code
+
+
+def active_desk_count() -> int:
+    return db.session.scalar(
+        select(func.count(StaffUser.id)).where(StaffUser.role == "desk",
+                                               StaffUser.active.is_(True))
+    ) or 0
+
+
+def desk_deactivation_refusal(user: StaffUser, by: StaffUser) -> str | None:
+    """Why a desk user may not deactivate ``user`` from the desk's page, or None."""
+    if user.id == by.id:
+        return SELF
+    if user.active and user.role == "desk" and active_desk_count() <= 1:
+        return LAST_DESK
+    return None
+
+
+def deactivate_staff_at_desk(user: StaffUser, by: StaffUser, actor: Actor) -> bool:
+    """The desk ends ``user``'s account: never their own, never the last active desk account.
+
+    The active desk rows are locked first (PostgreSQL), so two desks deactivating each other at
+    once cannot leave none: the second one counts again after the first commits. Returns
+    whether anything changed (a second click changes nothing). Caller commits.
+    """
+    db.session.execute(
+        select(StaffUser.id).where(StaffUser.role == "desk", StaffUser.active.is_(True))
+        .with_for_update()
+    ).all()
+    db.session.refresh(user)
+    refusal = desk_deactivation_refusal(user, by)
+    if refusal is not None:
+        raise DeskRefusal(refusal)
+    was_active = user.active
+    deactivate_staff(user.login, actor)
+    return was_active
+
+
+def reactivation_refusal(user: StaffUser) -> str | None:
+    """A reactivated account keeps its password and authenticator: it must have one."""
+    if user.totp_pending:
+        return TOTP_PENDING
+    return None
+
+
+def reactivate_staff(user: StaffUser, actor: Actor) -> bool:
+    """Open a deactivated account again, with the same password and authenticator.
+
+    Sessions from before the deactivation stay ended (the epoch moves on). Refused while the
+    authenticator enrolment is pending: create a new account with the CLI instead. Returns
+    whether anything changed (idempotent). Caller commits.
+    """
+    if user.active:
+        return False
+    refusal = reactivation_refusal(user)
+    if refusal is not None:
+        raise DeskRefusal(refusal)
+    claimed = db.session.execute(
+        update(StaffUser).where(StaffUser.id == user.id, StaffUser.active.is_(False))
+        .values(active=True, deactivated_at=None, session_epoch=StaffUser.session_epoch + 1)
+        .execution_options(synchronize_session=False)
+    )
+    db.session.refresh(user)
+    if not isinstance(claimed, CursorResult) or claimed.rowcount != 1:
+        return False
+    record(actor, "staff.reactivated", target=_target(user))
+    return True
+
+
 def reset_totp(login: str, actor: Actor) -> str:
     """Force a new authenticator enrolment: a new pending secret, the old codes and recovery
     codes void. Returns the new provisioning URI, to be shown once."""

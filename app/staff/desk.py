@@ -49,7 +49,7 @@ from app.dispatch.policy import DoctorState
 from app.dispatch.service import key_ring
 from app.extensions import db
 from app.models import AuditEvent, Doctor, OneTimeCode, StaffUser
-from app.notify.outbox import failed_notifications
+from app.notify.outbox import failed_count
 from app.staff.enrolment import (
     DEACTIVATED,
     HAS_LOGIN,
@@ -312,10 +312,6 @@ def search_doctors(query: str) -> list[Doctor]:
     return list(db.session.scalars(statement.limit(SEARCH_LIMIT + 1)))
 
 
-#: Emails that failed for good, shown on the desk's first page (newest first).
-FAILED_SHOWN = 50
-
-
 @bp.get("")
 @requires("desk")
 def index() -> str:
@@ -323,7 +319,7 @@ def index() -> str:
     found = search_doctors(query) if query else []
     return render_template("staff/desk/index.html", query=query, doctors=found[:SEARCH_LIMIT],
                            more=len(found) > SEARCH_LIMIT, is_locked=is_locked,
-                           failed=failed_notifications()[:FAILED_SHOWN])
+                           failed=failed_count())
 
 
 # --- enrolment -------------------------------------------------------------------------------
