@@ -3,20 +3,25 @@ Twilio-compatible server, a DPI API token, and the steps every doctor journey st
 
 from __future__ import annotations
 
+import itertools
 import re
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
+import pyotp
 from flask import Flask
 from werkzeug.serving import make_server
 
 from app.audit import CLI
+from app.auth.passwords import hash_password
 from app.dispatch.clients import create_client
 from app.extensions import db
+from app.models.base import utcnow
+from app.staff.accounts import create_staff, totp_secret
 from app.staff.enrolment import enrol_sms_doctor
 from tests.conftest import make_app, upgrade
 from tests.support.twilio_server import TwilioServer
@@ -88,3 +93,42 @@ def sign_in(page: Any, portal: Portal, login: str, password: str) -> None:
     page.get_by_label("Code reçu par SMS").fill(portal.latest_code(sent + 1))
     page.get_by_role("button", name="Se connecter").click()
     page.wait_for_load_state()
+
+
+STAFF_PASSWORD = "Relais-staff-2026!"
+_staff_logins = itertools.count(1)
+
+
+class Served(Protocol):
+    """A portal served for a browser: its address and its app."""
+
+    @property
+    def url(self) -> str: ...
+
+    @property
+    def app(self) -> Flask: ...
+
+
+def sign_in_staff(page: Any, portal: Served, role: str, landing: str = "/staff/patients") -> str:
+    """A new ``staff`` or ``desk`` account (known password, confirmed authenticator), signed in
+    through the real pages: ``landing`` sends to the login page, then password, then the
+    authenticator's code, then back to ``landing``. Returns the login."""
+    login = f"{role}-browser-{next(_staff_logins)}"
+    with portal.app.app_context():
+        user, _, _ = create_staff(login, role, CLI)
+        user.password_hash = hash_password(STAFF_PASSWORD)
+        user.must_change_password = False
+        user.totp_confirmed_at = utcnow()
+        db.session.commit()
+        secret = totp_secret(user)
+        db.session.remove()
+    page.goto(portal.url + landing)
+    assert "/auth/login" in page.url
+    page.fill("#login", login)
+    page.fill("#password", STAFF_PASSWORD)
+    page.get_by_role("button", name="Continuer").click()
+    page.wait_for_url(re.compile(r"/auth/totp"))
+    page.fill("#code", pyotp.TOTP(secret).now())
+    page.get_by_role("button", name="Se connecter").click()
+    page.wait_for_url(re.compile(re.escape(landing) + "$"))
+    return login
