@@ -19,6 +19,7 @@ from typing import Any, Final
 import phonenumbers
 from phonenumbers import NumberParseException, PhoneNumberFormat, PhoneNumberType
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 
 from app.audit import Actor, record
 from app.auth.passwords import hash_password, temporary_password
@@ -200,6 +201,27 @@ def _free_login(base: str) -> str:
     return f"{base}{n}"
 
 
+#: How many times a login taken by a concurrent enrolment is chosen again before giving up.
+LOGIN_CLAIMS = 5
+
+
+def _claim_login(doctor: Doctor, base: str) -> str:
+    """Give ``doctor`` the first free login from ``base``, even when another desk enrols someone
+    with the same base at the same moment: the unique index decides, and the loser (rolled back
+    to a savepoint, nothing else undone) takes the next free one."""
+    for attempt in range(LOGIN_CLAIMS):
+        login = _free_login(base)
+        try:
+            with db.session.begin_nested():
+                doctor.login = login
+                db.session.flush()
+            return login
+        except IntegrityError:
+            if attempt == LOGIN_CLAIMS - 1:
+                raise
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
 def enrol_sms_doctor(
     gln: str,
     family_name: str,
@@ -225,11 +247,9 @@ def enrol_sms_doctor(
         doctor = Doctor(gln=gln)
         db.session.add(doctor)
     now = utcnow()
-    login = _free_login(_login_base(given, family))
     password = temporary_password()
     doctor.family_name, doctor.given_name = family, given
     doctor.email, doctor.mobile = email, mobile
-    doctor.login = login
     doctor.password_hash = hash_password(password)
     doctor.must_change_password = True
     doctor.failed_sign_ins = 0
@@ -239,6 +259,7 @@ def enrol_sms_doctor(
     doctor.activated_at = doctor.activated_at or now
     doctor.deactivated_at = None
     db.session.flush()
+    login = _claim_login(doctor, _login_base(given, family))
     # The temporary password is never audited: only who was enrolled, how, and under which login.
     details: dict[str, Any] = {"mode": "sms", "login": login, "mobile": mask_phone(mobile)}
     if id_document is not None:
