@@ -13,6 +13,7 @@ from typing import Any, TypeVar, cast
 from flask import Flask, current_app, request, session
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
+from limits import parse_many
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -55,6 +56,20 @@ def address_limit(view: F) -> F:
     return cast(F, limiter.limit(_address_limit, methods=["POST"], scope="signin-address")(view))
 
 
+def within_unauthenticated_api_budget() -> bool:
+    """Count one API call without a valid token against this address's budget
+    (``RATELIMIT_API_UNAUTHENTICATED``); False once it is spent.
+
+    Each refused call is an audit event: without a budget, anyone could grow the trail at will.
+    Calls with a valid token never count, so the DPI is never slowed by someone else's probing.
+    """
+    address = get_remote_address() or "unknown"
+    allowed = True
+    for item in parse_many(str(current_app.config["RATELIMIT_API_UNAUTHENTICATED"])):
+        allowed = limiter.limiter.hit(item, "api-unauthenticated", address) and allowed
+    return allowed
+
+
 def init_limits(app: Flask) -> None:
     config = app.config
     config.setdefault("RATELIMIT_STORAGE_URI", config.get("REDIS_URL") or "memory://")
@@ -63,4 +78,5 @@ def init_limits(app: Flask) -> None:
     config.setdefault("RATELIMIT_SWALLOW_ERRORS", False)
     config.setdefault("RATELIMIT_SIGNIN_PER_ADDRESS", "30 per minute;300 per hour")
     config.setdefault("RATELIMIT_SIGNIN_PER_ACCOUNT", "20 per 15 minutes;60 per day")
+    config.setdefault("RATELIMIT_API_UNAUTHENTICATED", "30 per minute;300 per hour")
     limiter.init_app(app)

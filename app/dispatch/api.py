@@ -20,6 +20,7 @@ from sqlalchemy.exc import IntegrityError
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from app.audit import Actor, record
+from app.auth.limits import within_unauthenticated_api_budget
 from app.auth.session import public
 from app.dispatch import directory, service
 from app.dispatch.clients import authenticate
@@ -122,6 +123,9 @@ def api_call(view: Callable[P, Response]) -> Callable[P, Response]:
         scheme, _, token = header.partition(" ")
         client = authenticate(token.strip()) if scheme.lower() == "bearer" else None
         if client is None:
+            if not within_unauthenticated_api_budget():
+                # Past the budget: refused without an audit event each (see limits.py).
+                return problem_response(429, "Too many requests without a valid token.", None)
             return _rejected(401, None, None)
         now = utcnow()
         # Written at most once a minute: the row lock of an update on every call would make a

@@ -27,8 +27,9 @@ HASH_0 = "0" * 64
 
 # Every operation of the contract and the statuses it may answer (INTERFACES.md, DPI API v1).
 EXPECTED_STATUSES: dict[tuple[str, str], set[str]] = {
-    ("post", "/api/v1/documents"): {"200", "201", "400", "401", "409", "413", "415", "422"},
-    ("get", "/api/v1/documents/{document_id}"): {"200", "401", "404"},
+    ("post", "/api/v1/documents"): {"200", "201", "400", "401", "409", "413", "415", "422",
+                                    "429"},
+    ("get", "/api/v1/documents/{document_id}"): {"200", "401", "404", "429"},
     ("post", "/api/v1/documents/{document_id}/retract"): {
         "200",
         "400",
@@ -36,6 +37,7 @@ EXPECTED_STATUSES: dict[tuple[str, str], set[str]] = {
         "404",
         "413",
         "422",
+        "429",
     },
     ("put", "/api/v1/patients/{patient_id}/consents/{gln}"): {
         "200",
@@ -44,11 +46,13 @@ EXPECTED_STATUSES: dict[tuple[str, str], set[str]] = {
         "401",
         "413",
         "422",
+        "429",
     },
-    ("delete", "/api/v1/patients/{patient_id}/consents/{gln}"): {"204", "401", "404"},
-    ("patch", "/api/v1/patients/{patient_id}"): {"200", "400", "401", "404", "413", "422"},
-    ("get", "/api/v1/events"): {"200", "401", "422"},
-    ("get", "/api/v1/doctors"): {"200", "401", "422"},
+    ("delete", "/api/v1/patients/{patient_id}/consents/{gln}"): {"204", "401", "404", "429"},
+    ("patch", "/api/v1/patients/{patient_id}"): {"200", "400", "401", "404", "413", "422",
+                                                   "429"},
+    ("get", "/api/v1/events"): {"200", "401", "422", "429"},
+    ("get", "/api/v1/doctors"): {"200", "401", "422", "429"},
     ("get", "/api/v1/openapi.json"): {"200"},
 }
 PUBLIC_OPERATIONS = {("get", "/api/v1/openapi.json")}
