@@ -37,7 +37,7 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
 
     from app import models  # noqa: F401 - registers the tables
     from app.extensions import babel, csrf, db, migrate
-    from app.web.i18n import select_locale, select_timezone
+    from app.web.i18n import install_template_gettext, select_locale, select_timezone
 
     db.init_app(app)
     migrate.init_app(app, db, directory=str(ROOT / "migrations"), render_as_batch=True)
@@ -48,6 +48,7 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
         timezone_selector=select_timezone,
         default_translation_directories=str(ROOT / "translations"),
     )
+    install_template_gettext(app)
 
     from app.auth.limits import init_limits
     from app.auth.session import init_session
