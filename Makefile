@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 FLASK := $(VENV)/bin/flask --app wsgi
 BROWSER_DIR := tests/browser
 
-.PHONY: run test lint typecheck translations browser-deps pdfjs clean
+.PHONY: run test lint typecheck translations browser-deps pdfjs clean bench
 
 $(VENV)/.runtime: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -64,3 +64,17 @@ test: $(VENV)/.dev translations browser-deps pdfjs lint typecheck
 
 clean:
 	rm -rf $(VENV) $(BROWSER_DIR)/node_modules static/vendor static/vendor-src .pytest_cache .mypy_cache .ruff_cache
+
+# Benchmarks (never part of `make test`): builds the PostgreSQL databases relais_bench_10k,
+# _100k and _1m the first time (bulk COPY, about 7 minutes in all; `--rebuild` to redo), then
+# runs the app under gunicorn with 2 workers against Debian's wrk and prints the table, written
+# to bench/results/. PostgreSQL on 127.0.0.1:5432 (BENCH_PG) and Redis db 7 (BENCH_REDIS_URL).
+# BENCH_ARGS passes options, e.g. BENCH_ARGS="--sizes 10k --duration 5".
+BENCH_ARGS ?=
+
+bench: $(VENV)/.dev translations
+	@command -v wrk >/dev/null || { \
+	  echo "installing Debian's wrk (load generator)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk; }
+	@df -h / | tail -1 | awk '{print "disk free for the databases: " $$4}'
+	$(PY) -m bench.run $(BENCH_ARGS)

@@ -103,6 +103,8 @@ class Delivery(db.Model):  # type: ignore[name-defined,misc]
         # The doctor's inbox, newest first; the release worker's due list.
         Index("ix_deliveries_inbox", "doctor_id", "status", "delivered_at"),
         Index("ix_deliveries_due", "status", "release_at"),
+        # Mes documents: one doctor's letters newest first, walked backwards one page at a time.
+        Index("ix_deliveries_recent", "doctor_id", "delivered_at", "id"),
     )
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)

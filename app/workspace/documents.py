@@ -25,7 +25,7 @@ import re
 import zipfile
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
 from flask import Blueprint, Response, abort, flash, redirect, render_template, request
@@ -293,30 +293,40 @@ def list_page(doctor: Doctor, filters: Filters, after: str | None,
     return Page(rows, _cursor(rows[-1]) if more and rows else None)
 
 
+class PatientChoice(NamedTuple):
+    """A patient in the list's patient filter."""
+
+    id: int
+    family_name: str
+    given_name: str
+    birth_date: date
+
+
 def filter_choices(doctor: Doctor) -> dict[str, list[Any]]:
-    """The types, services and patients of this doctor's visible letters (three queries)."""
-    base = (
-        select(Document)
+    """The types, services and patients of this doctor's visible letters: one query.
+
+    One pass over the doctor's letters (their distinct type, service and patient), sorted out
+    here: three DISTINCT queries walked the same letters three times on every page.
+    """
+    rows = db.session.execute(
+        select(Document.type, Document.service, Patient.id, Patient.family_name,
+               Patient.given_name, Patient.birth_date)
         .join(Delivery, Delivery.document_id == Document.id)
+        .join(Patient, Patient.id == Document.patient_id)
         .where(_owned(doctor), _visible())
-    )
-    types = db.session.scalars(
-        base.with_only_columns(Document.type).distinct().order_by(Document.type)
-    ).all()
-    services = db.session.scalars(
-        base.with_only_columns(Document.service).distinct().order_by(Document.service)
-    ).all()
-    patients = db.session.execute(
-        base.join(Patient, Patient.id == Document.patient_id)
-        .with_only_columns(Patient.id, Patient.family_name, Patient.given_name,
-                           Patient.birth_date)
         .distinct()
-        .order_by(Patient.family_name, Patient.given_name, Patient.id)
+        # The patients in the database's collation, as the list shows names everywhere.
+        .order_by(Patient.family_name, Patient.given_name, Patient.id, Document.type,
+                  Document.service)
     ).all()
+    types = sorted({row.type for row in rows})
+    services = sorted({row.service for row in rows})
+    patients = {row.id: PatientChoice(row.id, row.family_name, row.given_name, row.birth_date)
+                for row in rows}
     return {
         "types": [(code, type_label(code)) for code in types],
-        "services": list(services),
-        "patients": list(patients),
+        "services": services,
+        "patients": list(patients.values()),
     }
 
 
