@@ -1,5 +1,5 @@
 """The hash-chained audit trail: record, verify, and read as a feed."""
 
-from app.audit.trail import CLI, SYSTEM, Actor, ChainBreak, record, verify
+from app.audit.trail import CLI, SYSTEM, Actor, ChainBreak, Entry, record, record_all, verify
 
-__all__ = ["CLI", "SYSTEM", "Actor", "ChainBreak", "record", "verify"]
+__all__ = ["CLI", "SYSTEM", "Actor", "ChainBreak", "Entry", "record", "record_all", "verify"]

@@ -17,7 +17,7 @@ from typing import Any
 from flask import current_app
 from sqlalchemy import delete, select, update
 
-from app.audit import Actor, record
+from app.audit import Actor, Entry, record, record_all
 from app.crypto import ContentIntegrityError, KeyRing, Sealed, associated_data
 from app.dispatch.policy import (
     ConsentFacts,
@@ -259,31 +259,23 @@ def ingest(data: DocumentIn, actor: Actor, api_client_id: int | None = None) -> 
     }
     document.response = response
 
+    # One append for all of the letter's events: the head's lock is taken once.
+    entries: list[Entry] = []
     if newly_deceased:
-        record(
-            actor, "patient.deceased", target=f"patient:{patient.dpi_id}", patient=patient.dpi_id
-        )
-    _audit_cancelled(cancelled, actor)
-    record(
-        actor,
-        "document.received",
-        target=f"document:{document.document_id}",
-        patient=patient.dpi_id,
+        entries.append(Entry("patient.deceased", f"patient:{patient.dpi_id}", patient.dpi_id))
+    entries.extend(_cancelled_entries(cancelled))
+    entries.append(Entry(
+        "document.received", f"document:{document.document_id}", patient.dpi_id,
         details={"size": document.size, "sha256": digest, "recipients": len(recipients)},
+    ))
+    entries.extend(
+        Entry("delivery.decided", f"document:{document.document_id}", patient.dpi_id,
+              rule=decision.rule.value,
+              details={"recipient": delivery.recipient_gln, "status": decision.status.value,
+                       "release_at": iso(decision.release_at)})
+        for delivery, decision in deliveries
     )
-    for delivery, decision in deliveries:
-        record(
-            actor,
-            "delivery.decided",
-            target=f"document:{document.document_id}",
-            patient=patient.dpi_id,
-            rule=decision.rule.value,
-            details={
-                "recipient": delivery.recipient_gln,
-                "status": decision.status.value,
-                "release_at": iso(decision.release_at),
-            },
-        )
+    record_all(actor, entries)
     db.session.flush()
     return IngestResult(True, document, response)
 
@@ -337,15 +329,14 @@ def release_due(actor: Actor, now: datetime | None = None, batch: int = 200) -> 
             cancelled += 1
     # Same transaction as the release (data changes before the audit head's lock).
     note_arrivals([d for d, dec in changes if dec.status is Status.DELIVERED], now)
-    for delivery, decision in changes:
-        record(
-            actor,
-            "delivery.released" if decision.status is Status.DELIVERED else "delivery.cancelled",
-            target=f"document:{delivery.document.document_id}",
-            patient=delivery.document.patient.dpi_id,
-            rule=decision.rule.value,
-            details={"recipient": delivery.recipient_gln, "status": decision.status.value},
-        )
+    record_all(actor, [
+        Entry("delivery.released" if decision.status is Status.DELIVERED
+              else "delivery.cancelled",
+              f"document:{delivery.document.document_id}", delivery.document.patient.dpi_id,
+              rule=decision.rule.value,
+              details={"recipient": delivery.recipient_gln, "status": decision.status.value})
+        for delivery, decision in changes
+    ])
     db.session.flush()
     return delivered, cancelled
 
@@ -375,16 +366,17 @@ def _cancel_held(
     return list(held)
 
 
+def _cancelled_entries(cancelled: Sequence[Delivery]) -> list[Entry]:
+    return [
+        Entry("delivery.cancelled", f"document:{delivery.document.document_id}",
+              delivery.document.patient.dpi_id, rule=delivery.rule,
+              details={"recipient": delivery.recipient_gln, "status": delivery.status})
+        for delivery in cancelled
+    ]
+
+
 def _audit_cancelled(cancelled: Sequence[Delivery], actor: Actor) -> None:
-    for delivery in cancelled:
-        record(
-            actor,
-            "delivery.cancelled",
-            target=f"document:{delivery.document.document_id}",
-            patient=delivery.document.patient.dpi_id,
-            rule=delivery.rule,
-            details={"recipient": delivery.recipient_gln, "status": delivery.status},
-        )
+    record_all(actor, _cancelled_entries(cancelled))
 
 
 # --- patients and consents -----------------------------------------------------------------

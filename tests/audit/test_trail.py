@@ -9,9 +9,10 @@ from typing import Any
 
 import pytest
 from flask import Flask
-from sqlalchemy import select, text
+from sqlalchemy import event as sa_event
+from sqlalchemy import func, select, text
 
-from app.audit import CLI, Actor, record, verify
+from app.audit import CLI, Actor, Entry, record, record_all, verify
 from app.audit.trail import compute_hash
 from app.extensions import db
 from app.models import AuditEvent, AuditHead
@@ -389,3 +390,36 @@ def test_rejected_api_request_is_audited(app: Flask, api: Api) -> None:
     assert not [e for e in events if e.action == "document.received"]
     assert verify() is None
 
+
+
+def test_record_all_appends_several_events_in_order_with_one_move_of_the_head(
+    app: Flask,
+) -> None:
+    record(CLI, "first")
+    statements: list[str] = []
+
+    def count(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
+        statements.append(statement)
+
+    sa_event.listen(db.engine, "before_cursor_execute", count)
+    try:
+        written = record_all(CLI, [Entry("a", "x:1"), Entry("b", patient="P-1", rule="ok"),
+                                   Entry("c", outcome="rejected", details={"n": 1})])
+    finally:
+        sa_event.remove(db.engine, "before_cursor_execute", count)
+    db.session.commit()
+
+    assert [e.id for e in written] == [2, 3, 4]
+    assert [e.action for e in written] == ["a", "b", "c"]
+    assert written[1].prev_hash == written[0].hash and written[2].prev_hash == written[1].hash
+    head_updates = [s for s in statements if s.lstrip().upper().startswith("UPDATE AUDIT_HEAD")]
+    assert len(head_updates) == 2  # the sequence once, the last hash once: not per event
+    assert verify() is None
+    assert record_all(CLI, []) == []
+
+
+def test_record_all_refuses_a_bad_outcome_before_writing_anything(app: Flask) -> None:
+    with pytest.raises(ValueError, match="outcome"):
+        record_all(CLI, [Entry("a"), Entry("b", outcome="maybe")])
+    db.session.rollback()
+    assert db.session.scalar(select(func.count()).select_from(AuditEvent)) == 0
