@@ -96,6 +96,10 @@ class Settings:
     #: How many reverse proxies (the TLS proxy ...) stand in front of the app and set the
     #: X-Forwarded-* headers; 0 trusts none of those headers.
     proxy_hops: int = 0
+    #: ``json`` (one object per line, for a log pipeline) or ``text`` (a terminal).
+    log_format: str = "text"
+    #: The root logger's level.
+    log_level: str = "INFO"
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     def flask_config(self) -> dict[str, Any]:
@@ -106,7 +110,9 @@ class Settings:
             "TESTING": self.env == "testing",
             "SECRET_KEY": self.secret_key,
             "SQLALCHEMY_DATABASE_URI": self.database_url,
-            "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
+            # In production an SQL error's message keeps the statement but not its parameters:
+            # they are patient data, and the message reaches the log with the traceback.
+            "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True, "hide_parameters": production},
             "REDIS_URL": self.redis_url,
             "DOCUMENT_KEYS": self.document_keys,
             "PUBLIC_BASE_URL": self.public_base_url,
@@ -119,6 +125,8 @@ class Settings:
             "SAML_DEV_IDP": self.saml_dev_idp,
             "DISPATCH_POLICY": self.policy,
             "PROXY_HOPS": self.proxy_hops,
+            "LOG_FORMAT": self.log_format,
+            "LOG_LEVEL": self.log_level,
             # Production is only ever reached over TLS (through the proxy).
             "PREFERRED_URL_SCHEME": "https" if production else "http",
             "SESSION_COOKIE_HTTPONLY": True,
@@ -156,6 +164,21 @@ def _build_policy(get: Any) -> PolicyConfig:
         outpatient_delay=timedelta(hours=_hours(get, "DISPATCH_OUTPATIENT_DELAY_HOURS", 168)),
         inpatient_delay=timedelta(hours=_hours(get, "DISPATCH_INPATIENT_DELAY_HOURS", 24)),
     )
+
+
+LOG_FORMATS = ("json", "text")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
+def _logging(get: Any, production: bool) -> tuple[str, str]:
+    """LOG_FORMAT (JSON in production, for the log pipeline; text elsewhere) and LOG_LEVEL."""
+    log_format = str(get("LOG_FORMAT", "json" if production else "text")).strip().lower()
+    if log_format not in LOG_FORMATS:
+        raise ConfigError(f"LOG_FORMAT must be one of {', '.join(LOG_FORMATS)}")
+    log_level = str(get("LOG_LEVEL", "INFO")).strip().upper()
+    if log_level not in LOG_LEVELS:
+        raise ConfigError(f"LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}")
+    return log_format, log_level
 
 
 def load_settings(
@@ -218,10 +241,12 @@ def load_settings(
     if not 0 <= proxy_hops <= 5:
         raise ConfigError("PROXY_HOPS must be from 0 to 5")
 
+    log_format, log_level = _logging(get, production)
+
     known = {
         "RELAIS_ENV", "SECRET_KEY", "DATABASE_URL", "REDIS_URL", "DOCUMENT_KEYS",
         "PUBLIC_BASE_URL", "MAX_DOCUMENT_BYTES", "MAIL_BACKEND", "SMS_BACKEND",
-        "SAML_SETTINGS_DIR", "SAML_DEV_IDP", "PROXY_HOPS",
+        "SAML_SETTINGS_DIR", "SAML_DEV_IDP", "PROXY_HOPS", "LOG_FORMAT", "LOG_LEVEL",
     }
     # Other keys (MAIL_*, TWILIO_*, SAML_ATTR_*, DISPATCH_* ...) are passed through to Flask's
     # config for the modules that own them; an override or instance file may set any of them.
@@ -280,5 +305,7 @@ def load_settings(
         saml_dev_idp=dev_idp,
         policy=_policy(get),
         proxy_hops=proxy_hops,
+        log_format=log_format,
+        log_level=log_level,
         extra=extra,
     )

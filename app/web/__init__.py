@@ -81,7 +81,11 @@ def _unexpected_error(error: Exception) -> Response | tuple[str, int]:
 
 
 def init_web(app: Flask) -> None:
+    from app.web.logs import init_request_logging
+
     app.before_request(_start_request)
+    # First registered, so its after_request hook runs last and logs the final status.
+    init_request_logging(app)
     app.after_request(_secure_headers)
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(Exception, _unexpected_error)

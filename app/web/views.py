@@ -1,4 +1,4 @@
-"""Public pages: home, language switch, health check."""
+"""Public pages: home, language switch, liveness (/healthz) and readiness (/readyz)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from flask import (
     request,
     session,
 )
+from redis import Redis
 from sqlalchemy import text
 from werkzeug.wrappers import Response as BaseResponse
 
@@ -62,3 +63,54 @@ def healthz() -> tuple[Response, int]:
         db.session.rollback()
         return jsonify(status="error", database="unreachable"), 503
     return jsonify(status="ok", database="ok"), 200
+
+
+#: How long /readyz waits for Redis: a load balancer polls every few seconds, and a hung
+#: dependency must answer "not ready", not hold the check (and a worker thread) for long.
+READYZ_REDIS_TIMEOUT = 2.0
+
+
+def _readyz_redis() -> Redis:
+    """One client per app for the readiness check, with short timeouts."""
+    client = current_app.extensions.get("relais.readyz_redis")
+    if client is None:
+        client = Redis.from_url(current_app.config["REDIS_URL"],
+                                socket_connect_timeout=READYZ_REDIS_TIMEOUT,
+                                socket_timeout=READYZ_REDIS_TIMEOUT)
+        current_app.extensions["relais.readyz_redis"] = client
+    return client
+
+
+def _database_ready() -> bool:
+    try:
+        db.session.execute(text("SELECT 1"))
+    except Exception as error:
+        # The type only: a driver's message may carry the connection string.
+        current_app.logger.warning("readiness: database unreachable (%s)", type(error).__name__)
+        db.session.rollback()
+        return False
+    return True
+
+
+def _redis_ready() -> bool:
+    try:
+        return bool(_readyz_redis().ping())
+    except Exception as error:
+        current_app.logger.warning("readiness: Redis unreachable (%s)", type(error).__name__)
+        return False
+
+
+@bp.get("/readyz")
+@public
+def readyz() -> tuple[Response, int]:
+    """Readiness for the load balancer: may this server take requests now?
+
+    Unlike /healthz (liveness: restart the process when it fails), a failure here only takes the
+    server out of rotation until its dependencies answer again. Only ok/error per dependency.
+    """
+    checks = {"database": _database_ready()}
+    if current_app.config.get("REDIS_URL"):
+        checks["redis"] = _redis_ready()
+    ready = all(checks.values())
+    body = {name: "ok" if ok else "error" for name, ok in checks.items()}
+    return jsonify(status="ok" if ready else "error", **body), 200 if ready else 503

@@ -20,7 +20,7 @@ from tests.conftest import Api, make_app
 #: and not in the token-protected API fails ``test_every_route_is_public_on_purpose_or_closed``:
 #: add it here only on purpose.
 PUBLIC = frozenset({
-    "web.index", "web.set_language", "web.healthz", "static", "api.openapi",
+    "web.index", "web.set_language", "web.healthz", "web.readyz", "static", "api.openapi",
     # The sign-in steps: each checks for itself that its earlier steps were passed.
     "auth.login", "auth.code", "auth.resend_code", "auth.totp", "auth.totp_enrol",
     # HIN: the ACS and single logout check SAML signatures and the request this browser started.
