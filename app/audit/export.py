@@ -20,15 +20,13 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from flask import Flask
 from sqlalchemy import ColumnElement, Select, func, select
 
 from app.extensions import db
 from app.models.audit import AuditEvent, AuditHead
-
-ZURICH = ZoneInfo("Europe/Zurich")
+from app.models.base import ZURICH
 
 PAGE_SIZE = 50
 #: The most events one export carries (the newest first); the page says so.

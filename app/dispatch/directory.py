@@ -14,6 +14,7 @@ from sqlalchemy.orm import selectinload
 
 from app.extensions import db
 from app.models import Doctor, DoctorSpecialty
+from app.models.base import contains_pattern
 
 #: Longest search text (name, GLN or locality), specialty code and locality.
 MAX_QUERY = 100
@@ -36,10 +37,6 @@ def search_errors(*fields: tuple[str, str, int]) -> list[dict[str, str]]:
     ]
 
 
-def _like(term: str) -> str:
-    return "%" + term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-
-
 def find_doctors(
     q: str, specialty: str, locality: str | None = None, limit: int = DEFAULT_LIMIT
 ) -> list[Doctor]:
@@ -51,7 +48,7 @@ def find_doctors(
         selectinload(Doctor.specialty_links), selectinload(Doctor.identities)
     )
     if q:
-        like = _like(q)
+        like = contains_pattern(q)
         query = query.where(
             or_(
                 Doctor.family_name.ilike(like, escape="\\"),
@@ -67,7 +64,7 @@ def find_doctors(
             )
         )
     if locality:
-        query = query.where(Doctor.locality.ilike(_like(locality), escape="\\"))
+        query = query.where(Doctor.locality.ilike(contains_pattern(locality), escape="\\"))
     return list(
         db.session.scalars(
             query.order_by(Doctor.family_name, Doctor.given_name, Doctor.gln).limit(limit)

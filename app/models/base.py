@@ -2,16 +2,32 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, time
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import DateTime
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
 
+#: The hospital's time zone: days typed in filters and hours shown are Geneva's.
+ZURICH = ZoneInfo("Europe/Zurich")
+
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def zurich_midnight(day: date) -> datetime:
+    """The moment ``day`` begins in Geneva, in UTC (a filter's day boundary)."""
+    return datetime.combine(day, time.min, tzinfo=ZURICH).astimezone(UTC)
+
+
+def contains_pattern(term: str) -> str:
+    """A LIKE pattern matching ``term`` anywhere, its ``%``, ``_`` and ``\\`` taken literally
+    (use with ``escape="\\"``)."""
+    escaped = term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
 
 
 class UTCDateTime(TypeDecorator[datetime]):

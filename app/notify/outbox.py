@@ -16,7 +16,6 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from flask import current_app
 from sqlalchemy import delete, func, select, update
@@ -28,12 +27,11 @@ from app.audit import Actor, record
 from app.dispatch.policy import VISIBLE_TO_DOCTOR
 from app.extensions import db
 from app.models import Delivery, Doctor, EmailChange, Notification
-from app.models.base import utcnow
+from app.models.base import ZURICH, utcnow
 from app.notify.mail import MailError, build_message, send_message
 
 log = logging.getLogger(__name__)
 
-ZURICH = ZoneInfo("Europe/Zurich")
 #: At each arrival: the arrivals of this window gather into one email.
 GATHER_WINDOW = timedelta(minutes=2)
 #: Delay before each retry; after the last one the row is marked failed.

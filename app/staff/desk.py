@@ -49,6 +49,7 @@ from app.dispatch.policy import DoctorState
 from app.dispatch.service import key_ring
 from app.extensions import db
 from app.models import AuditEvent, Doctor, OneTimeCode, StaffUser
+from app.models.base import contains_pattern
 from app.notify.outbox import failed_count
 from app.staff.enrolment import (
     DEACTIVATED,
@@ -289,11 +290,6 @@ def credentials() -> tuple[str, int]:
 # --- search ----------------------------------------------------------------------------------
 
 
-def _like(term: str) -> str:
-    escaped = term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return f"%{escaped}%"
-
-
 def search_doctors(query: str) -> list[Doctor]:
     """Doctors whose name, login or GLN contain every word of ``query`` (any case)."""
     words = query.lower().split()[:5]
@@ -301,7 +297,7 @@ def search_doctors(query: str) -> list[Doctor]:
         return []
     statement = select(Doctor).options(selectinload(Doctor.identities))
     for word in words:
-        pattern = _like(word)
+        pattern = contains_pattern(word)
         statement = statement.where(or_(
             func.lower(Doctor.family_name).like(pattern, escape="\\"),
             func.lower(Doctor.given_name).like(pattern, escape="\\"),

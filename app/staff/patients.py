@@ -42,7 +42,7 @@ from app.dispatch.validation import (
 from app.extensions import db
 from app.gln import is_valid_gln
 from app.models import Consent, Delivery, Doctor, Document, Patient
-from app.models.base import utcnow
+from app.models.base import contains_pattern, utcnow
 from app.staff.labels import RULE_LABELS, STATUS_LABELS
 from app.workspace.patients import type_label
 
@@ -147,11 +147,6 @@ class PatientSearch:
         return bool(self.q or self.dpi_id or self.birth_date)
 
 
-def _like(term: str) -> str:
-    escaped = term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return f"%{escaped}%"
-
-
 def parse_day(raw: str) -> tuple[date | None, str | None]:
     """A ``YYYY-MM-DD`` date, or the key of the message saying what is wrong."""
     if not _DATE.fullmatch(raw):
@@ -181,7 +176,7 @@ def search_patients(q: str, birth_raw: str, dpi_id: str) -> PatientSearch:
     if dpi_id:
         statement = statement.where(Patient.dpi_id == dpi_id)
     for word in q.lower().split()[:5]:
-        pattern = _like(word)
+        pattern = contains_pattern(word)
         statement = statement.where(
             func.lower(Patient.family_name).like(pattern, escape="\\")
             | func.lower(Patient.given_name).like(pattern, escape="\\")

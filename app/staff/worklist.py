@@ -13,9 +13,8 @@ letter's content.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
@@ -29,14 +28,14 @@ from app.auth.session import current_principal, requires
 from app.dispatch import service
 from app.extensions import db
 from app.models import Delivery, Doctor, Document, Patient
+from app.models.base import zurich_midnight
 from app.staff.labels import RULE_LABELS, STATUS_LABELS
-from app.web.keyset import decode_cursor, encode_cursor
+from app.web.listing import date_arg, decode_cursor, encode_cursor
 from app.workspace.documents import type_label
 
 bp = Blueprint("worklist", __name__, url_prefix="/staff/worklist")
 
 PAGE_SIZE = 25
-ZURICH = ZoneInfo("Europe/Zurich")
 
 KINDS = ("blocked", "cancelled", "reported")
 STATES = ("open", "handled")
@@ -97,27 +96,13 @@ class Filters:
         return {k: v for k, v in values.items() if v}
 
 
-def _date_arg(name: str) -> date | None:
-    raw = request.args.get(name, "").strip()
-    if not raw:
-        return None
-    try:
-        return date.fromisoformat(raw)
-    except ValueError:
-        abort(400)
-
-
 def parse_filters() -> Filters:
     kind = request.args.get("kind", "").strip()
     state = request.args.get("state", "open").strip() or "open"
     if (kind and kind not in KINDS) or state not in STATES:
         abort(400)
     return Filters(kind=kind, service=request.args.get("service", "").strip()[:64],
-                   date_from=_date_arg("from"), date_to=_date_arg("to"), state=state)
-
-
-def _zurich_midnight(day: date) -> datetime:
-    return datetime.combine(day, time.min, tzinfo=ZURICH).astimezone(UTC)
+                   date_from=date_arg("from"), date_to=date_arg("to"), state=state)
 
 
 def _needs_a_person() -> ColumnElement[bool]:
@@ -143,9 +128,9 @@ def conditions(filters: Filters) -> list[ColumnElement[bool]]:
     if filters.service:
         found.append(Document.service == filters.service)
     if filters.date_from:
-        found.append(Document.received_at >= _zurich_midnight(filters.date_from))
+        found.append(Document.received_at >= zurich_midnight(filters.date_from))
     if filters.date_to:
-        found.append(Document.received_at < _zurich_midnight(filters.date_to + timedelta(days=1)))
+        found.append(Document.received_at < zurich_midnight(filters.date_to + timedelta(days=1)))
     return found
 
 

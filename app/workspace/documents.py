@@ -24,9 +24,8 @@ import io
 import re
 import zipfile
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date, timedelta
 from typing import Any, NamedTuple
-from zoneinfo import ZoneInfo
 
 from flask import Blueprint, Response, abort, flash, redirect, render_template, request
 from flask_babel import gettext as _
@@ -42,8 +41,8 @@ from app.dispatch import service
 from app.dispatch.policy import VISIBLE_TO_DOCTOR, Status
 from app.extensions import db
 from app.models import Delivery, Doctor, Document, Patient
-from app.models.base import utcnow
-from app.web.keyset import decode_cursor, encode_cursor
+from app.models.base import ZURICH, contains_pattern, utcnow, zurich_midnight
+from app.web.listing import date_arg, decode_cursor, encode_cursor
 from app.web.paths import local_path
 
 bp = Blueprint("documents", __name__)
@@ -51,7 +50,6 @@ bp = Blueprint("documents", __name__)
 PAGE_SIZE = 25
 #: The most documents one ZIP may carry (memory: 50 × 20 MiB at most).
 ZIP_LIMIT = 50
-ZURICH = ZoneInfo("Europe/Zurich")
 
 #: Labels of the DPI's document types; an unknown type is shown as sent.
 TYPE_LABELS: dict[str, Any] = {
@@ -198,16 +196,6 @@ class Filters:
         return {k: v for k, v in values.items() if v}
 
 
-def _date_arg(name: str) -> date | None:
-    raw = request.args.get(name, "").strip()
-    if not raw:
-        return None
-    try:
-        return date.fromisoformat(raw)
-    except ValueError:
-        abort(400)
-
-
 def parse_filters(doctor: Doctor) -> Filters:
     view = request.args.get("view", doctor.documents_view)
     if view not in ("all", "unread"):
@@ -217,22 +205,13 @@ def parse_filters(doctor: Doctor) -> Filters:
         abort(400)
     return Filters(
         view=view,
-        date_from=_date_arg("from"),
-        date_to=_date_arg("to"),
+        date_from=date_arg("from"),
+        date_to=date_arg("to"),
         type=request.args.get("type", "").strip()[:64],
         service=request.args.get("service", "").strip()[:64],
         patient=int(raw_patient) if raw_patient else None,
         q=request.args.get("q", "").strip()[:200],
     )
-
-
-def _zurich_midnight(day: date) -> datetime:
-    return datetime.combine(day, time.min, tzinfo=ZURICH).astimezone(UTC)
-
-
-def _like(term: str) -> str:
-    escaped = term.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return f"%{escaped}%"
 
 
 def _conditions(doctor: Doctor, filters: Filters) -> list[ColumnElement[bool]]:
@@ -241,10 +220,10 @@ def _conditions(doctor: Doctor, filters: Filters) -> list[ColumnElement[bool]]:
     if filters.view == "unread":
         conditions.append(Delivery.status == Status.DELIVERED.value)
     if filters.date_from:
-        conditions.append(Delivery.delivered_at >= _zurich_midnight(filters.date_from))
+        conditions.append(Delivery.delivered_at >= zurich_midnight(filters.date_from))
     if filters.date_to:
         conditions.append(
-            Delivery.delivered_at < _zurich_midnight(filters.date_to + timedelta(days=1))
+            Delivery.delivered_at < zurich_midnight(filters.date_to + timedelta(days=1))
         )
     if filters.type:
         conditions.append(Document.type == filters.type)
@@ -255,7 +234,7 @@ def _conditions(doctor: Doctor, filters: Filters) -> list[ColumnElement[bool]]:
     # Every word must be found in the patient's names or the title; lower() and LIKE behave
     # the same on SQLite and PostgreSQL (SQLite folds ASCII letters only).
     for term in filters.q.split()[:8]:
-        pattern = _like(term)
+        pattern = contains_pattern(term.lower())
         conditions.append(or_(
             func.lower(Patient.family_name).like(pattern, escape="\\"),
             func.lower(Patient.given_name).like(pattern, escape="\\"),

@@ -1,16 +1,17 @@
-"""Keyset pagination: the cursor of a list ordered by (a moment, a row id), newest first.
+"""What list pages read from the query string: keyset cursors and days.
 
-The cursor is opaque and URL-safe; a cursor that does not decode is a bad request (400), never
-a 500 and never a silent first page.
+A list ordered by (a moment, a row id), newest first, pages with an opaque, URL-safe cursor. A
+cursor or a day that does not parse is a bad request (400), never a 500 and never a silently
+ignored filter.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
-from flask import abort
+from flask import abort, request
 
 
 def encode_cursor(when: datetime, row_id: int) -> str:
@@ -27,4 +28,15 @@ def decode_cursor(cursor: str) -> tuple[datetime, int]:
             raise ValueError(cursor)
         return when, int(raw_id)
     except (ValueError, binascii.Error, UnicodeDecodeError):
+        abort(400)
+
+
+def date_arg(name: str) -> date | None:
+    """The query string's ``name`` as a day (``YYYY-MM-DD``), None when empty."""
+    raw = request.args.get(name, "").strip()
+    if not raw:
+        return None
+    try:
+        return date.fromisoformat(raw)
+    except ValueError:
         abort(400)
