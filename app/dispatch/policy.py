@@ -65,6 +65,9 @@ class Status(StrEnum):
 #: The deliveries a doctor sees in Relais (lists, counts, notifications): delivered or read;
 #: never held, blocked, cancelled, nor retracted.
 VISIBLE_TO_DOCTOR: frozenset[str] = frozenset({Status.DELIVERED.value, Status.READ.value})
+#: The deliveries that wait for hospital staff on the worklist (besides those a doctor reported
+#: "pas mon patient"): the letter must go by post or to the right doctor.
+NEEDS_A_PERSON: frozenset[str] = frozenset({Status.BLOCKED.value, Status.CANCELLED.value})
 
 
 class Rule(StrEnum):

@@ -20,6 +20,7 @@ from sqlalchemy import delete, select, update
 from app.audit import Actor, Entry, record, record_all
 from app.crypto import ContentIntegrityError, KeyRing, Sealed, associated_data
 from app.dispatch.policy import (
+    NEEDS_A_PERSON,
     ConsentFacts,
     ConsentGiverError,
     Decision,
@@ -616,8 +617,6 @@ HANDLED_BY_OTHER_DOCTOR = "other_doctor"
 HANDLED_NO_ACTION = "no_action"
 HANDLED_BY_RECHECK = "rechecked"
 HANDLINGS = (HANDLED_BY_POST, HANDLED_BY_OTHER_DOCTOR, HANDLED_NO_ACTION, HANDLED_BY_RECHECK)
-#: The statuses that put a delivery on the worklist (besides a "pas mon patient" report).
-NEEDS_A_PERSON = (Status.BLOCKED.value, Status.CANCELLED.value)
 HANDLING_NOTE_MAX = 500
 
 

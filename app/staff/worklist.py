@@ -26,6 +26,7 @@ from werkzeug.wrappers import Response as BaseResponse
 
 from app.auth.session import current_principal, requires
 from app.dispatch import service
+from app.dispatch.policy import NEEDS_A_PERSON
 from app.extensions import db
 from app.models import Delivery, Doctor, Document, Patient
 from app.models.base import zurich_midnight
@@ -106,7 +107,7 @@ def parse_filters() -> Filters:
 
 
 def _needs_a_person() -> ColumnElement[bool]:
-    return or_(Delivery.status.in_(service.NEEDS_A_PERSON),
+    return or_(Delivery.status.in_(NEEDS_A_PERSON),
                Delivery.reported_not_my_patient_at.is_not(None))
 
 
@@ -214,7 +215,7 @@ def _render(delivery: Delivery, note: str = "", note_error: str | None = None,
         "staff/worklist/show.html", delivery=delivery, document=delivery.document,
         patient=delivery.document.patient, type_label=type_label, is_open=is_open,
         candidates=candidates, already=others,
-        may_recheck=is_open and delivery.status in service.NEEDS_A_PERSON,
+        may_recheck=is_open and delivery.status in NEEDS_A_PERSON,
         retracted=delivery.document.retracted_at is not None,
         note=note, note_error=note_error, note_max=service.HANDLING_NOTE_MAX,
     ), status
