@@ -5,17 +5,21 @@ Closed by default: a view is reachable only if it says so, with :func:`public` (
 everyone, and ``tests/web/test_access.py`` walks ``app.url_map`` to prove no route forgets.
 The DPI API (blueprint ``api``) is the exception: it checks its own bearer tokens.
 
-Sessions live in Flask's signed cookie and hold only the user's kind, id and *epoch*: bumping
-the epoch in the database ("sign out everywhere", deactivation, a desk reset) ends every older
-session at its next request. A session ends after 15 minutes idle or 10 hours in all.
+Sessions live in Flask's signed cookie and hold only the user's kind, id and *epoch*, and a
+random session id: bumping the epoch in the database ("sign out everywhere", deactivation, a desk
+reset) ends every older session at its next request; signing out writes the session id's hash to
+``ended_sessions``, so a copy of the cookie kept from before is refused too. A session ends after
+15 minutes idle or 10 hours in all.
 """
 
 from __future__ import annotations
 
+import hashlib
+import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, TypeVar, cast
 from urllib.parse import urlencode
 
@@ -32,13 +36,13 @@ from flask import (
 )
 from flask_babel import lazy_gettext as _l
 from flask_login import LoginManager, UserMixin, current_user, login_user, logout_user
-from sqlalchemy import update
+from sqlalchemy import delete, update
 from werkzeug.wrappers import Response as BaseResponse
 
 from app.audit import Actor, record
 from app.auth.passwords import verify_password
 from app.extensions import db
-from app.models import Doctor, StaffUser
+from app.models import Doctor, EndedSession, StaffUser
 from app.models.base import utcnow
 from app.web.paths import local_path
 
@@ -148,7 +152,16 @@ def account_user(account: str) -> User | None:
     return user
 
 
+def _session_id_hash(session_id: str) -> str:
+    return hashlib.sha256(session_id.encode()).hexdigest()
+
+
 def _load(user_id: str) -> Principal | None:
+    session_id = session.get("sid")
+    if not isinstance(session_id, str) or db.session.get(
+        EndedSession, _session_id_hash(session_id)
+    ) is not None:
+        return None  # signed out already (a kept copy of the cookie), or not made by start_session
     account, _, raw_epoch = user_id.rpartition(":")
     user = account_user(account)
     if user is None or not raw_epoch.isdigit() or user.session_epoch != int(raw_epoch):
@@ -219,6 +232,7 @@ def start_session(user: User, *, method: str, details: dict[str, Any] | None = N
         # Mon profil: the doctor's language, unless they just chose one on the sign-in pages.
         session["lang"] = user.language
     now = time.time()
+    session["sid"] = secrets.token_urlsafe(32)
     session["signed_in_at"] = now
     session["seen_at"] = now
     session.permanent = True
@@ -233,15 +247,38 @@ def start_session(user: User, *, method: str, details: dict[str, Any] | None = N
 
 
 def end_session(*, reason: str = "signed_out") -> None:
+    """Ends this session for good: even a copy of its cookie is refused from now on.
+
+    The caller commits.
+    """
     principal = signed_in()
     if principal is not None:
         record(principal.actor, "auth.signed_out", target=target_of(principal.user),
                details={"reason": reason})
+        session_id = session.get("sid")
+        if isinstance(session_id, str):
+            _remember_ended(session_id)
     logout_user()
     lang = session.get("lang")
     session.clear()
     if lang:
         session["lang"] = lang
+
+
+def _remember_ended(session_id: str) -> None:
+    """Refuse ``session_id`` until it would have expired anyway; forget those past that time."""
+    now = utcnow()
+    try:
+        started = float(session.get("signed_in_at", 0))
+    except (TypeError, ValueError):
+        started = 0.0
+    absolute = timedelta(hours=current_app.config["SESSION_ABSOLUTE_HOURS"])
+    # A copy of the cookie dies at the absolute limit anyway: until then, it must be refused.
+    expires_at = (datetime.fromtimestamp(started, UTC) if started > 0 else now) + absolute
+    db.session.execute(delete(EndedSession).where(EndedSession.expires_at < now))
+    id_hash = _session_id_hash(session_id)
+    if db.session.get(EndedSession, id_hash) is None:
+        db.session.add(EndedSession(id_hash=id_hash, expires_at=expires_at))
 
 
 def end_every_session(user: User) -> None:

@@ -2,7 +2,7 @@
 
 from app.models.api_client import ApiClient
 from app.models.audit import AuditEvent, AuditHead
-from app.models.auth import OneTimeCode, SamlAssertion, SamlRequest
+from app.models.auth import EndedSession, OneTimeCode, SamlAssertion, SamlRequest
 from app.models.doctor import Doctor, DoctorSpecialty, HinIdentity
 from app.models.document import Delivery, Document, DocumentContent
 from app.models.notify import EmailChange, Notification
@@ -20,6 +20,7 @@ __all__ = [
     "Document",
     "DocumentContent",
     "EmailChange",
+    "EndedSession",
     "HinIdentity",
     "Notification",
     "OneTimeCode",

@@ -73,3 +73,18 @@ class SamlAssertion(db.Model):  # type: ignore[name-defined,misc]
     id: Mapped[str] = mapped_column(String(256), primary_key=True)
     accepted_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+
+
+class EndedSession(db.Model):  # type: ignore[name-defined,misc]
+    """A session signed out before its time: its cookie is refused even if someone kept a copy.
+
+    Sessions live in the signed cookie; the cookie carries a random session id and this table
+    holds the SHA-256 of the ids of sessions that ended early, until they would have expired
+    anyway (the absolute limit), then they may be forgotten.
+    """
+
+    __tablename__ = "ended_sessions"
+
+    id_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    ended_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)

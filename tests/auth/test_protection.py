@@ -323,6 +323,92 @@ def test_sign_out_everywhere_ends_the_other_devices_sessions(
     assert gone.status_code == 303 and gone.headers["Location"].startswith("/auth/login")
 
 
+def test_a_copy_of_the_cookie_kept_from_before_sign_out_is_refused(
+    app: Flask, client: FlaskClient, twilio: TwilioServer
+) -> None:
+    doctor = make_doctor()
+    sign_in_doctor(client, twilio)
+    thief = app.test_client()
+    copy_session(client, thief)  # e.g. copied off a shared computer before the doctor left
+    assert thief.get("/documents").status_code == 200
+
+    client.post("/auth/logout", data={"csrf_token": token(client, "/")})
+
+    refused = thief.get("/documents")
+    assert refused.status_code == 303 and refused.headers["Location"].startswith("/auth/login")
+    assert thief.post("/auth/password", data={}).status_code in (400, 401)
+    # Only that session ended: the doctor signs in again on another device as usual.
+    other = app.test_client()
+    sign_in_doctor(other, twilio)
+    assert other.get("/documents").status_code == 200
+    assert doctor.session_epoch == db.session.get(Doctor, doctor.id).session_epoch
+
+
+def test_a_signed_out_session_is_remembered_only_until_it_would_have_expired(
+    app: Flask, client: FlaskClient, twilio: TwilioServer
+) -> None:
+    from app.models import EndedSession
+
+    make_doctor()
+    sign_in_doctor(client, twilio)
+    client.post("/auth/logout", data={"csrf_token": token(client, "/")})
+    ended = db.session.scalars(db.select(EndedSession)).one()
+    assert len(ended.id_hash) == 64  # a hash: the table holds no usable session id
+    lifetime = ended.expires_at - ended.ended_at
+    assert timedelta(hours=9, minutes=59) < lifetime <= timedelta(hours=10)
+
+    # The next sign-out forgets the rows whose sessions are past the absolute limit anyway.
+    db.session.execute(update(EndedSession).values(expires_at=utcnow() - timedelta(seconds=1)))
+    db.session.commit()
+    sign_in_doctor(client, twilio)
+    client.post("/auth/logout", data={"csrf_token": token(client, "/")})
+    db.session.expire_all()
+    assert len(db.session.scalars(db.select(EndedSession)).all()) == 1
+
+
+def test_a_session_not_made_by_sign_in_is_refused(app: Flask, client: FlaskClient) -> None:
+    doctor = make_doctor()
+    sign_in_as(client, doctor)
+    assert client.get("/documents").status_code == 200
+    with client.session_transaction() as session:
+        session.pop("sid")
+    answer = client.get("/documents")
+    assert answer.status_code == 303 and answer.headers["Location"].startswith("/auth/login")
+
+
+def session_cookie_attributes(answer: Any, name: str) -> set[str]:
+    """The attributes of the Set-Cookie header that sets ``name``, lower-cased, value left out."""
+    for header in answer.headers.getlist("Set-Cookie"):
+        if header.startswith(name + "="):
+            return {part.strip().lower() for part in header.split(";")[1:]}
+    raise AssertionError(f"no {name} cookie set: {answer.headers.getlist('Set-Cookie')}")
+
+
+def test_the_signed_in_session_cookie_is_http_only_and_same_site(
+    client: FlaskClient, twilio: TwilioServer
+) -> None:
+    make_doctor()
+    signed_in = sign_in_doctor(client, twilio)
+    assert signed_in.status_code == 303
+    attributes = session_cookie_attributes(signed_in, "relais")
+    assert "httponly" in attributes  # no script reads it
+    assert "samesite=lax" in attributes  # not sent with another site's POST
+    assert "path=/" in attributes
+    assert not any(a.startswith("domain=") for a in attributes)  # this host only
+
+
+def test_in_production_the_session_cookie_is_secure_and_host_only(tmp_path: Any) -> None:
+    from tests.conftest import make_app
+
+    production = make_app(f"sqlite:///{tmp_path / 'x.db'}", RELAIS_ENV="production")
+    answer = production.test_client().get("/auth/login")
+    assert answer.status_code == 200
+    # The __Host- prefix: the browser refuses it unless Secure, Path=/ and without Domain.
+    attributes = session_cookie_attributes(answer, "__Host-relais")
+    assert {"secure", "httponly", "samesite=lax", "path=/"} <= attributes
+    assert not any(a.startswith("domain=") for a in attributes)
+
+
 # --- forgotten sessions -------------------------------------------------------------------
 
 

@@ -6,6 +6,7 @@ tests of other pages start from a session shaped exactly as ``start_session`` sh
 
 from __future__ import annotations
 
+import secrets
 import time
 
 from flask.testing import FlaskClient
@@ -21,6 +22,7 @@ def sign_in_as(client: FlaskClient, user: User) -> None:
         session.clear()
         session["_user_id"] = principal.get_id()
         session["_fresh"] = True
+        session["sid"] = secrets.token_urlsafe(32)
         session["signed_in_at"] = now
         session["seen_at"] = now
         session.permanent = True
