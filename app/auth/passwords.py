@@ -71,14 +71,23 @@ _zxcvbn_lock = threading.Lock()
 
 
 def hash_password(password: str) -> str:
-    return _hasher.hash(password)
+    """The argon2id hash of the password's NFKC form, the form its rules were judged in: "é"
+    typed composed on one keyboard and decomposed on another is the same password."""
+    return _hasher.hash(normalize(password))
 
 
 def verify_password(password_hash: str, password: str) -> bool:
-    try:
-        return _hasher.verify(password_hash, password)
-    except (VerifyMismatchError, VerificationError, InvalidHashError):
-        return False
+    """True if ``password`` is the one hashed, in its NFKC form; or as typed, for the hashes
+    made before passwords were normalised (only when the two forms differ)."""
+    normalized = normalize(password)
+    candidates = [normalized] if normalized == password else [normalized, password]
+    for candidate in candidates:
+        try:
+            if _hasher.verify(password_hash, candidate):
+                return True
+        except (VerifyMismatchError, VerificationError, InvalidHashError):
+            continue
+    return False
 
 
 def needs_rehash(password_hash: str) -> bool:

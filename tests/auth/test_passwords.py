@@ -229,6 +229,27 @@ def test_composed_and_decomposed_forms_are_judged_alike() -> None:
     assert check_new_password(composed) == check_new_password(decomposed) == []
 
 
+def test_a_password_typed_in_another_unicode_form_is_the_same_password() -> None:
+    import unicodedata
+
+    chosen = "Café-crème du matin à l'hôpital"
+    # Chosen on a keyboard that sends "é" decomposed and a fullwidth hyphen...
+    stored = passwords.hash_password(unicodedata.normalize("NFD", chosen).replace("-", "\uff0d"))
+    # ...and typed later on another that sends the composed form and a plain hyphen.
+    assert passwords.verify_password(stored, unicodedata.normalize("NFC", chosen))
+    assert passwords.verify_password(stored, unicodedata.normalize("NFD", chosen))
+    assert not passwords.verify_password(stored, chosen.replace("é", "e"))
+
+
+def test_a_hash_made_before_normalisation_still_verifies() -> None:
+    import unicodedata
+
+    typed = unicodedata.normalize("NFD", "Café-crème du matin à l'hôpital")
+    legacy = passwords._hasher.hash(typed)  # what hash_password stored before NFKC
+    assert passwords.verify_password(legacy, typed)
+    assert not passwords.verify_password(legacy, typed + "x")
+
+
 def test_fullwidth_common_password_is_common() -> None:
     fullwidth = "".join(chr(ord(c) + 0xFEE0) for c in "password2026")
     assert COMMON in check_new_password(fullwidth)
