@@ -168,6 +168,7 @@ def session_cookie(app: Any, doctor_id: int, epoch: int) -> str:
     serializer = app.session_interface.get_signing_serializer(app)
     now = time.time()
     value: str = serializer.dumps({"_user_id": f"doctor:{doctor_id}:{epoch}", "_fresh": True,
+                                   "sid": secrets.token_urlsafe(32),
                                    "signed_in_at": now, "seen_at": now, "_permanent": True})
     return value
 

@@ -4,7 +4,6 @@ French and English (axe-core); screenshots at phone and desktop width."""
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,12 +13,12 @@ import pytest
 from flask import Flask
 from werkzeug.serving import make_server
 
-from app.auth.session import principal_for
 from app.extensions import db
 from app.models import Doctor
 from app.models.base import utcnow
 from tests.browser.conftest import axe_violations
 from tests.conftest import make_app, upgrade
+from tests.support.signin import signed_session_cookie
 
 pytestmark = pytest.mark.browser
 
@@ -58,11 +57,7 @@ def signed_in_context(browser: Any, portal: Portal, size: tuple[int, int]) -> An
             db.session.flush()
         db.session.add(doctor)
         db.session.commit()
-        now = time.time()
-        value = portal.app.session_interface.get_signing_serializer(  # type: ignore[attr-defined]
-            portal.app
-        ).dumps({"_user_id": principal_for(doctor).get_id(), "_fresh": True,
-                 "_permanent": True, "signed_in_at": now, "seen_at": now, "lang": "fr"})
+        value = signed_session_cookie(portal.app, doctor, lang="fr")
     context = browser.new_context(bypass_csp=True, locale="fr-CH",
                                   viewport={"width": size[0], "height": size[1]})
     context.add_cookies([{"name": portal.app.config["SESSION_COOKIE_NAME"], "value": value,
