@@ -243,6 +243,11 @@ def load_settings(
 
     log_format, log_level = _logging(get, production)
 
+    # How long a document's content is kept, counted from its signature (medical-record law).
+    retention_years = _int("DOCUMENT_RETENTION_YEARS", get("DOCUMENT_RETENTION_YEARS", 20))
+    if retention_years < 1:
+        raise ConfigError("DOCUMENT_RETENTION_YEARS must be 1 or more")
+
     known = {
         "RELAIS_ENV", "SECRET_KEY", "DATABASE_URL", "REDIS_URL", "DOCUMENT_KEYS",
         "PUBLIC_BASE_URL", "MAX_DOCUMENT_BYTES", "MAIL_BACKEND", "SMS_BACKEND",
@@ -282,6 +287,7 @@ def load_settings(
                 continue
             if name.startswith(passthrough_prefixes) or source is not environ:
                 extra[name] = value
+    extra["DOCUMENT_RETENTION_YEARS"] = retention_years
     extra["MAIL_PORT"] = _int("MAIL_PORT", extra["MAIL_PORT"])
     extra["MAIL_USE_TLS"] = _bool(extra["MAIL_USE_TLS"])
     for name in ("SESSION_IDLE_MINUTES", "SESSION_ABSOLUTE_HOURS"):

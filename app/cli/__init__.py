@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import sys
+from datetime import datetime
 
 import click
 from flask import Flask, current_app
@@ -174,6 +175,32 @@ def documents_rotate_keys() -> None:
         click.echo(f"error: {len(failed)} document(s) failed their integrity check and were "
                    f"left as they were: {', '.join(failed)}", err=True)
         sys.exit(1)
+
+
+@documents.command("purge-expired")
+@click.option("--dry-run", is_flag=True, help="Print how many would be purged; change nothing.")
+@click.option("--before", type=click.DateTime(formats=["%Y-%m-%d"]), default=None,
+              metavar="YYYY-MM-DD",
+              help="Only documents signed before this day (never one still within retention).")
+def documents_purge_expired(dry_run: bool, before: datetime | None) -> None:
+    """Delete the content of documents whose retention (DOCUMENT_RETENTION_YEARS after the
+    signature) has passed; metadata, hash and deliveries stay. A commit per batch."""
+    from app.dispatch.retention import count_expired, cutoff, purge_batch, retention_years
+
+    limit = cutoff(before=before.date() if before else None)
+    if dry_run:
+        click.echo(f"{count_expired(limit)} document(s) would be purged "
+                   f"(retention {retention_years()} years); nothing changed.")
+        return
+    purged = 0
+    while True:
+        result = purge_batch(CLI, limit)
+        _commit()
+        db.session.expunge_all()
+        purged += result.purged
+        if not result.more:
+            break
+    click.echo(f"{purged} document(s) purged (retention {retention_years()} years).")
 
 
 dispatch = AppGroup("dispatch", help="The dispatch engine.")

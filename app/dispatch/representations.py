@@ -48,6 +48,8 @@ def document_out(document: Document) -> dict[str, Any]:
         "received_at": iso(document.received_at),
         "retracted_at": iso(document.retracted_at),
         "retraction_reason": document.retraction_reason,
+        # Set when the content was deleted at the end of its retention; metadata and hash stay.
+        "purged_at": iso(document.purged_at),
         "deliveries": [delivery_out(d) for d in document.deliveries],
     }
 

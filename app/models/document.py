@@ -33,6 +33,8 @@ class Document(db.Model):  # type: ignore[name-defined,misc]
     __tablename__ = "documents"
     __table_args__ = (
         CheckConstraint("encounter IN ('outpatient', 'inpatient')", name="encounter"),
+        # The retention purge: documents not yet purged, signed before a cutoff.
+        Index("ix_documents_retention", "purged_at", "signed_at"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -61,6 +63,9 @@ class Document(db.Model):  # type: ignore[name-defined,misc]
     api_client_id: Mapped[int | None] = mapped_column(ForeignKey("api_clients.id"))
     retracted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     retraction_reason: Mapped[str | None] = mapped_column(Text)
+    #: When the content was deleted at the end of its retention (DOCUMENT_RETENTION_YEARS after
+    #: ``signed_at``); the metadata, the hash and the deliveries stay for the record.
+    purged_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     patient: Mapped[Patient] = relationship()
     content: Mapped[DocumentContent] = relationship(
