@@ -199,7 +199,8 @@ def _fold_login(login: str) -> str:
 def _accounts_for(login: str) -> list[User]:
     """Doctors and staff share one login namespace, compared case-insensitively."""
     folded = _fold_login(login)
-    if not folded or len(folded) > 64:
+    # No login holds a NUL (PostgreSQL cannot even compare one: it would be a 500).
+    if not folded or len(folded) > 64 or "\x00" in folded:
         return []
     found: list[User] = list(
         db.session.scalars(select(Doctor).where(func.lower(Doctor.login) == folded))
@@ -310,17 +311,30 @@ def _send_code(doctor: Doctor, issued: codes.Issued) -> bool:
         record(actor_for(doctor), "auth.sms_failed", target=target_of(doctor), outcome="failure",
                details={"reason": error.reason, "phone": mask_phone(challenge.phone)})
         db.session.commit()
+        _note_sms_failed(True)
         flash(str(SMS_FAILED), "error")
         return False
+    _note_sms_failed(False)
     return True
+
+
+def _note_sms_failed(failed: bool) -> None:
+    """Whether the last SMS of the pending sign-in failed: the code page must not then say
+    that a code was sent."""
+    pending = session.get("pending")
+    if isinstance(pending, dict) and bool(pending.get("sms_failed")) != failed:
+        session["pending"] = {**pending, "sms_failed": failed}
 
 
 def _code_page(challenge: Any, error: Any = None, restart: bool = False,
                status: int = 200) -> tuple[str, int]:
     wait = int(codes.wait_before_resend(challenge).total_seconds() + 0.999)
+    pending = session.get("pending")
+    sms_failed = isinstance(pending, dict) and bool(pending.get("sms_failed"))
     return render_template(
         "auth/code.html", error=error, restart=restart, phone=mask_phone(challenge.phone),
         wait=wait, can_resend=codes.resends_left(challenge) > 0 and challenge.used_at is None,
+        sms_failed=sms_failed,
     ), status
 
 

@@ -150,8 +150,10 @@ def schedule_digests(now: datetime | None = None) -> int:
         statement = _insert(Notification.__table__).values(
             doctor_id=doctor.id, kind="digest", idempotency_key=key, count=count,
             created_at=now, due_at=now, attempts=0, next_attempt_at=now,
-        ).on_conflict_do_nothing(index_elements=["idempotency_key"])
-        written += db.session.execute(statement).rowcount or 0  # type: ignore[attr-defined]
+        ).on_conflict_do_nothing(index_elements=["idempotency_key"]).returning(
+            Notification.__table__.c.id)
+        # Counted from RETURNING: psycopg's rowcount is -1 for this statement.
+        written += len(db.session.execute(statement).all())
     db.session.flush()
     return written
 

@@ -10,6 +10,9 @@ from werkzeug.http import HTTP_STATUS_CODES
 
 PROBLEM_BASE = "https://relais.invalid/problems/"
 
+#: The ``Retry-After`` of a 503 (the database briefly unreachable): a restart takes seconds.
+RETRY_AFTER_SECONDS = 5
+
 _TYPES = {
     400: "malformed-request",
     401: "unauthorized",
@@ -32,6 +35,8 @@ _DETAILS = {
     405: "This method is not allowed here.",
     413: "The request is larger than allowed.",
     500: "An internal error occurred; the request was not applied and may be retried.",
+    503: "The service is briefly unavailable; send the same request again after the "
+         "Retry-After delay.",
 }
 
 

@@ -3,7 +3,8 @@
 It speaks ``POST /2010-04-01/Accounts/{sid}/Messages.json`` (form fields ``To``, ``From``,
 ``Body``, HTTP Basic auth ``sid:token``) the way Twilio does, so that the real ``twilio`` client
 can talk to it (``TWILIO_API_BASE = server.base_url``). Accepted messages are kept in
-``server.messages``; ``fail_with(status)`` and ``hang(seconds)`` make it misbehave.
+``server.messages``; ``fail_with(status)`` and ``hang(seconds)`` make it misbehave (for every
+request, or with ``times=N`` for the next N requests only).
 
 Use the ``twilio_server`` fixture: ``from tests.support.twilio_server import
 twilio_server_fixture  # noqa: F401`` in a test module or conftest (the fixture is named
@@ -61,6 +62,9 @@ class SentMessage:
 class _Behaviour:
     fail_status: int | None = None
     hang_seconds: float = 0.0
+    #: How many more requests get the failure / the hang; None: every one until reset().
+    fail_left: int | None = None
+    hang_left: int | None = None
 
 
 class TwilioServer:
@@ -140,15 +144,19 @@ class TwilioServer:
 
     # --- behaviour --------------------------------------------------------------------------
 
-    def fail_with(self, status: int) -> None:
-        """Answer every message request with ``status`` and a Twilio error body."""
+    def fail_with(self, status: int, times: int | None = None) -> None:
+        """Answer every message request with ``status`` and a Twilio error body; with
+        ``times``, only the next ``times`` requests (then answer normally again)."""
         with self._lock:
             self._behaviour.fail_status = status
+            self._behaviour.fail_left = times
 
-    def hang(self, seconds: float) -> None:
-        """Wait ``seconds`` before answering each request (cut short by reset() and stop())."""
+    def hang(self, seconds: float, times: int | None = None) -> None:
+        """Wait ``seconds`` before answering each request (cut short by reset() and stop());
+        with ``times``, only the next ``times`` requests."""
         with self._lock:
             self._behaviour.hang_seconds = seconds
+            self._behaviour.hang_left = times
             self._wake.clear()
 
     def reset(self) -> None:
@@ -196,7 +204,17 @@ class TwilioServer:
     def _begin(self) -> _Behaviour:
         with self._lock:
             self._requests += 1
-            return _Behaviour(self._behaviour.fail_status, self._behaviour.hang_seconds)
+            current = self._behaviour
+            this = _Behaviour(current.fail_status, current.hang_seconds)
+            if current.fail_left is not None:  # a counted failure: one fewer to go
+                current.fail_left -= 1
+                if current.fail_left <= 0:
+                    current.fail_status, current.fail_left = None, None
+            if current.hang_left is not None:
+                current.hang_left -= 1
+                if current.hang_left <= 0:
+                    current.hang_seconds, current.hang_left = 0.0, None
+            return this
 
     def _record(self, message: SentMessage) -> None:
         with self._lock:
