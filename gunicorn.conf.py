@@ -19,6 +19,9 @@ stderr) rather than boot workers that would each fail on an unsafe or missing se
 | GUNICORN_PRELOAD | 1 imports the app once in the master (see below) | 0 |
 | GUNICORN_PROXY_IPS | addresses of the TLS proxy, when PROXY_HOPS > 0 | 127.0.0.1,::1 |
 | GUNICORN_WORKER_TMP_DIR | folder of the workers' heartbeat files | /dev/shm when writable |
+| GUNICORN_LIMIT_REQUEST_LINE | longest request line in bytes; longer: 414 | 4094 |
+| GUNICORN_LIMIT_REQUEST_FIELDS | most header fields in a request; more: 431 | 100 |
+| GUNICORN_LIMIT_REQUEST_FIELD_SIZE | longest header field in bytes; longer: 431 | 8190 |
 """
 
 from __future__ import annotations
@@ -93,6 +96,19 @@ worker_tmp_dir = os.environ.get("GUNICORN_WORKER_TMP_DIR") or (
 # shared by every instance on the host, and ProtectSystem=strict has no writable home for it.
 control_socket_disable = True
 proc_name = "relais-web"
+
+# --- request limits ----------------------------------------------------------------------------
+
+# Refused by gunicorn itself, before a worker thread or the app spends anything on them (a
+# request line of 8 KB, a 64 KB header, 200 headers): 414 or 431, and the worker goes on serving.
+# Explicit rather than gunicorn's defaults, so that a gunicorn upgrade cannot loosen them, and
+# never 0 (gunicorn reads a request line limit of 0 as "no limit"). The longest request line
+# Relais builds (a filtered list of Mes documents) is far below 4 KB; the largest header it
+# needs is the session cookie (< 1 KB).
+# Bodies are bounded by the app (MAX_CONTENT_LENGTH: 413) and by nginx's client_max_body_size.
+limit_request_line = _int("GUNICORN_LIMIT_REQUEST_LINE", 4094, 1024)
+limit_request_fields = _int("GUNICORN_LIMIT_REQUEST_FIELDS", 100, 32)
+limit_request_field_size = _int("GUNICORN_LIMIT_REQUEST_FIELD_SIZE", 8190, 1024)
 
 # --- the TLS proxy -----------------------------------------------------------------------------
 

@@ -23,7 +23,13 @@ def make_pdf(lines: list[str], padding: int = 0) -> bytes:
         b"<< /Length %d >>\nstream\n" % len(stream) + stream + b"\nendstream",
         b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica /Encoding /WinAnsiEncoding >>",
     ]
-    out = bytearray(b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n")
+    return assemble(objects, padding=padding)
+
+
+def assemble(objects: list[bytes], *, version: bytes = b"1.4", padding: int = 0) -> bytes:
+    """A PDF file of ``objects`` (numbered from 1, the first the catalogue): header, bodies,
+    cross-reference table and trailer; ``padding`` bytes of comment after the header."""
+    out = bytearray(b"%PDF-" + version + b"\n%\xe2\xe3\xcf\xd3\n")
     if padding > 0:
         out += b"%" + b"x" * max(padding - 2, 0) + b"\n"
     offsets = []

@@ -140,7 +140,8 @@ def parse_filters(args: Mapping[str, str]) -> tuple[AuditFilters, dict[str, str]
     start, end = bounds["from"], bounds["to"]
     if start is not None and end is not None and start >= end:
         errors["to"] = TIME_ORDER
-    if raw["before"] and "before" not in errors and not raw["before"].isdigit():
+    if raw["before"] and "before" not in errors and not (
+            raw["before"].isascii() and raw["before"].isdigit()):  # not "²", which int() refuses
         errors["before"] = INVALID_CURSOR
     if errors:
         raw = {name: value[:MAX_LENGTHS[name]] for name, value in raw.items()}

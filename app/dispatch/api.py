@@ -17,10 +17,14 @@ from typing import Any, ParamSpec
 from flask import Blueprint, Response, current_app, g, request
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
-from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+from werkzeug.exceptions import BadRequest, HTTPException, RequestEntityTooLarge
 
 from app.audit import Actor, record
-from app.auth.limits import within_unauthenticated_api_budget
+from app.auth.limits import (
+    LimitStorageError,
+    unavailable_problem,
+    within_unauthenticated_api_budget,
+)
 from app.auth.session import public
 from app.dispatch import directory, service
 from app.dispatch.clients import authenticate
@@ -79,9 +83,26 @@ def _not_json(constant: str) -> Any:
     raise ValueError(f"{constant} is not JSON")
 
 
-def _body() -> Any:
+def _raw_body() -> bytes:
     try:
         raw = request.get_data(cache=False)
+    except (RequestEntityTooLarge, BadRequest):
+        raise  # over MAX_CONTENT_LENGTH (413), or the client went away (werkzeug's 400)
+    except Exception as error:  # the WSGI server's own reader failed
+        # gunicorn raises its own exceptions (InvalidChunkSize, ChunkMissingTerminator ...)
+        # while reading a chunked body whose framing is broken: the client's fault, not ours.
+        raise Malformed from error
+    limit = current_app.config.get("MAX_CONTENT_LENGTH")
+    if request.content_length is None and limit is not None and len(raw) >= limit:
+        # A chunked body (no Content-Length) is cut at MAX_CONTENT_LENGTH by werkzeug, silently:
+        # what was read is only the beginning of something larger.
+        raise RequestEntityTooLarge
+    return raw
+
+
+def _body() -> Any:
+    try:
+        raw = _raw_body()
         body = json.loads(raw.decode("utf-8"), parse_constant=_not_json)
         # "\ud800" escapes decode to lone surrogates, which are no text and cannot be stored.
         json.dumps(body, ensure_ascii=False).encode("utf-8")
@@ -123,7 +144,12 @@ def api_call(view: Callable[P, Response]) -> Callable[P, Response]:
         scheme, _, token = header.partition(" ")
         client = authenticate(token.strip()) if scheme.lower() == "bearer" else None
         if client is None:
-            if not within_unauthenticated_api_budget():
+            try:
+                within_budget = within_unauthenticated_api_budget()
+            except LimitStorageError as error:
+                # The budget cannot be counted: refuse (503, retry later) rather than skip it.
+                return unavailable_problem(error)
+            if not within_budget:
                 # Past the budget: refused without an audit event each (see limits.py).
                 return problem_response(429, "Too many requests without a valid token.", None)
             return _rejected(401, None, None)
@@ -262,7 +288,8 @@ def _int_arg(name: str, default: int, low: int, high: int) -> int:
     raw = request.args.get(name)
     if raw is None:
         return default
-    if not raw.isdigit() or not low <= int(raw) <= high:
+    # isascii: str.isdigit() also takes "²" and other digits int() refuses (a 500).
+    if not (raw.isascii() and raw.isdigit()) or not low <= int(raw) <= high:
         raise ValidationFailed(
             [{"field": name, "message": f"must be an integer from {low} to {high}"}]
         )

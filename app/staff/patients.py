@@ -256,7 +256,7 @@ def deliveries_of(patient: Patient, limit: int) -> tuple[list[DeliveryRow], bool
 
 def _shown_deliveries() -> int:
     raw = request.args.get("shown", "")
-    if raw.isdigit():
+    if raw.isascii() and raw.isdigit():  # not "²", which int() refuses
         return max(DELIVERIES_STEP, min(int(raw), DELIVERIES_MAX))
     return DELIVERIES_STEP
 

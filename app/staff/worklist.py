@@ -221,7 +221,7 @@ def _render(delivery: Delivery, note: str = "", note_error: str | None = None,
     ), status
 
 
-@bp.get("/<int:delivery_id>")
+@bp.get("/<bigint:delivery_id>")
 @requires("staff", "desk")
 def show(delivery_id: int) -> tuple[str, int]:
     return _render(load(delivery_id))
@@ -237,7 +237,7 @@ def _refused(delivery_id: int, refusal: service.HandlingRefused) -> BaseResponse
     return _back(delivery_id)
 
 
-@bp.post("/<int:delivery_id>/post")
+@bp.post("/<bigint:delivery_id>/post")
 @requires("staff", "desk")
 def posted(delivery_id: int) -> BaseResponse:
     delivery = load(delivery_id)
@@ -250,7 +250,7 @@ def posted(delivery_id: int) -> BaseResponse:
     return redirect(url_for("worklist.index"), code=303)
 
 
-@bp.post("/<int:delivery_id>/no-action")
+@bp.post("/<bigint:delivery_id>/no-action")
 @requires("staff", "desk")
 def no_action(delivery_id: int) -> tuple[str, int] | BaseResponse:
     delivery = load(delivery_id)
@@ -268,7 +268,7 @@ def no_action(delivery_id: int) -> tuple[str, int] | BaseResponse:
     return redirect(url_for("worklist.index"), code=303)
 
 
-@bp.post("/<int:delivery_id>/redirect")
+@bp.post("/<bigint:delivery_id>/redirect")
 @requires("staff", "desk")
 def redirect_to_doctor(delivery_id: int) -> BaseResponse:
     delivery = load(delivery_id)
@@ -287,7 +287,7 @@ def redirect_to_doctor(delivery_id: int) -> BaseResponse:
     return redirect(url_for("worklist.index"), code=303)
 
 
-@bp.post("/<int:delivery_id>/recheck")
+@bp.post("/<bigint:delivery_id>/recheck")
 @requires("staff", "desk")
 def recheck(delivery_id: int) -> BaseResponse:
     delivery = load(delivery_id)

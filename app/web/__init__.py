@@ -5,12 +5,19 @@ from __future__ import annotations
 import logging
 import re
 import secrets
+from typing import Any
 
 from flask import Flask, Response, current_app, g, render_template, request
+from flask_babel import get_locale
 from flask_babel import refresh as refresh_locale
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException
+from werkzeug.routing import IntegerConverter
 
-from app.web.problems import problem_response
+from app.extensions import db
+from app.web.listing import BIGINT_ID_MAX, INT_ID_MAX
+from app.web.problems import RETRY_AFTER_SECONDS, problem_response
 
 log = logging.getLogger(__name__)
 
@@ -80,14 +87,71 @@ def _unexpected_error(error: Exception) -> Response | tuple[str, int]:
     return render_template("errors/500.html", request_id=g.get("request_id")), 500
 
 
+def is_unavailable(error: Exception) -> bool:
+    """Whether a database error means "not reachable now" (a restart, a failover, a dropped
+    connection, a full pool), as opposed to a bug or a constraint: only those are worth a retry.
+    """
+    if isinstance(error, OperationalError | InterfaceError | PoolTimeout):
+        return True
+    return isinstance(error, DBAPIError) and error.connection_invalidated
+
+
+def _database_error(error: SQLAlchemyError) -> Response | tuple[str, int]:
+    if not is_unavailable(error):
+        return _unexpected_error(error)
+    # The transaction is lost with its connection: nothing of it was stored (or, when the commit
+    # reached the server before the connection broke, all of it; an identical retry of an ingest
+    # is then answered as a replay). Release the session so the next request starts clean.
+    try:
+        db.session.rollback()
+    except SQLAlchemyError:
+        log.warning("rollback after a lost database connection failed (request %s)",
+                    g.get("request_id"))
+    # Expected during a database restart: no traceback, and no message (it may quote SQL).
+    cause = type(getattr(error, "orig", None) or error).__name__
+    log.warning("database unavailable (%s, request %s): answered 503", cause, g.get("request_id"))
+    response: Response
+    if _wants_problem():
+        response = problem_response(503, detail=None)
+    else:
+        # Rendered without the context processors: they look up the signed-in user (and
+        # base.html shows it), which needs the database that just failed.
+        page = current_app.jinja_env.get_template("errors/503.html").render(
+            current_locale=str(get_locale() or "fr"), request_id=g.get("request_id"))
+        response = Response(page, status=503, mimetype="text/html")
+    response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+    return response
+
+
+class RowIdConverter(IntegerConverter):
+    """The app's ``<int:...>``: werkzeug's, no larger than an INTEGER row id. A larger number
+    names no row: 404, where the database would fail on it (a 500)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("max", INT_ID_MAX)
+        super().__init__(*args, **kwargs)
+
+
+class BigRowIdConverter(IntegerConverter):
+    """``<bigint:...>``: the same for the 64-bit keys (BIGINT: deliveries)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("max", BIGINT_ID_MAX)
+        super().__init__(*args, **kwargs)
+
+
 def init_web(app: Flask) -> None:
     from app.web.logs import init_request_logging
 
+    # Before the blueprints: each rule picks its converter when it is added.
+    app.url_map.converters["int"] = RowIdConverter
+    app.url_map.converters["bigint"] = BigRowIdConverter
     app.before_request(_start_request)
     # First registered, so its after_request hook runs last and logs the final status.
     init_request_logging(app)
     app.after_request(_secure_headers)
     app.register_error_handler(HTTPException, _http_error)
+    app.register_error_handler(SQLAlchemyError, _database_error)
     app.register_error_handler(Exception, _unexpected_error)
 
     from app.web.i18n import template_helpers

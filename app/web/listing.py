@@ -13,6 +13,21 @@ from datetime import UTC, date, datetime
 
 from flask import abort, request
 
+#: The largest row ids the database holds: INTEGER keys (patients, doctors...) and BIGINT ones
+#: (deliveries, audit events). A larger number names no row, and the database would fail on it
+#: (PostgreSQL refuses to compare an INTEGER with it; SQLite's driver overflows past 64 bits).
+INT_ID_MAX = 2**31 - 1
+BIGINT_ID_MAX = 2**63 - 1
+
+
+def row_id(raw: str | None, largest: int = INT_ID_MAX) -> int | None:
+    """``raw`` as a row id (ASCII digits up to ``largest``), else None."""
+    # isascii: str.isdigit() also takes "²" and other digits that int() refuses.
+    if raw is None or not (raw.isascii() and raw.isdigit()) or len(raw) > 19:
+        return None
+    value = int(raw)
+    return value if value <= largest else None
+
 
 def encode_cursor(when: datetime, row_id: int) -> str:
     raw = f"{when.astimezone(UTC).isoformat()}|{row_id}"

@@ -10,6 +10,9 @@ What the doctor sees:
 * *retracted*: a letter that reached the doctor and that the hospital then withdrew. It stays in
   the list as "retiré le …" with nothing else (no title, no patient, no content), so that the
   doctor who saw it arrive learns where it went; its content route answers 410 Gone;
+* *purged*: a letter whose content was deleted at the end of its retention
+  (``app/dispatch/retention.py``). Its metadata stays in the list and the viewer, with the reason;
+  its content route and a ZIP that names it answer 410 Gone;
 * *unread*: status ``delivered``. ``first_read_at`` records the first opening for the DPI and
   never changes afterwards; "marquer comme non lu" puts the status back to ``delivered`` while
   ``first_read_at`` stays, and the API keeps answering ``read`` for such a delivery
@@ -39,10 +42,11 @@ from app.auth.session import current_principal, requires, signed_in
 from app.crypto import ContentIntegrityError
 from app.dispatch import service
 from app.dispatch.policy import VISIBLE_TO_DOCTOR, Status
+from app.dispatch.retention import retention_years
 from app.extensions import db
 from app.models import Delivery, Doctor, Document, Patient
 from app.models.base import ZURICH, contains_pattern, utcnow, zurich_midnight
-from app.web.listing import date_arg, decode_cursor, encode_cursor
+from app.web.listing import BIGINT_ID_MAX, date_arg, decode_cursor, encode_cursor, row_id
 from app.web.paths import local_path
 
 bp = Blueprint("documents", __name__)
@@ -201,7 +205,7 @@ def parse_filters(doctor: Doctor) -> Filters:
     if view not in ("all", "unread"):
         abort(400)
     raw_patient = request.args.get("patient", "").strip()
-    if raw_patient and not raw_patient.isdigit():
+    if raw_patient and row_id(raw_patient) is None:
         abort(400)
     return Filters(
         view=view,
@@ -337,12 +341,13 @@ def index() -> str:
     )
 
 
-@bp.get("/documents/<int:delivery_id>")
+@bp.get("/documents/<bigint:delivery_id>")
 @requires("doctor")
 def viewer(delivery_id: int) -> str:
     delivery = load_delivery(current_principal().doctor, delivery_id, retracted=True)
     return render_template("documents/viewer.html", delivery=delivery, document=delivery.document,
-                           patient=delivery.document.patient, type_label=type_label)
+                           patient=delivery.document.patient, type_label=type_label,
+                           retention_years=retention_years())
 
 
 _UNSAFE_FILENAME = re.compile(r"[^A-Za-z0-9._-]+")
@@ -353,21 +358,24 @@ def _filename(delivery: Delivery) -> str:
     return _UNSAFE_FILENAME.sub("_", delivery.document.document_id)[:100] + ".pdf"
 
 
-@bp.get("/documents/<int:delivery_id>/content")
+@bp.get("/documents/<bigint:delivery_id>/content")
 @requires("doctor")
 def content(delivery_id: int) -> Response:
     principal = current_principal()
     delivery = load_delivery(principal.doctor, delivery_id, retracted=True)
-    if delivery.status == Status.RETRACTED.value:
-        abort(410)
+    if delivery.status == Status.RETRACTED.value or delivery.document.purged_at is not None:
+        abort(410)  # withdrawn, or its content deleted at the end of its retention
     download = request.args.get("download") == "1"
     data = open_content(delivery, principal.actor,
                         action="document.downloaded" if download else "document.viewed",
                         via="download" if download else "viewer")
     db.session.commit()
     response = Response(data, mimetype="application/pdf")
-    disposition = "attachment" if download else "inline"
-    response.headers["Content-Disposition"] = f'{disposition}; filename="{_filename(delivery)}"'
+    # Always an attachment, even for the viewer: a letter's PDF may carry JavaScript, and opened
+    # directly in a tab the browser's own PDF viewer would run it (Chromium's PDFium runs
+    # app.alert even under the sandboxing CSP below). pdf.js fetches the bytes, ignores this
+    # header, and draws the pages without ever running a script.
+    response.headers["Content-Disposition"] = f'attachment; filename="{_filename(delivery)}"'
     response.headers["Cache-Control"] = "no-store"
     response.headers["X-Content-Type-Options"] = "nosniff"
     response.headers["Content-Security-Policy"] = "sandbox; default-src 'none'"
@@ -380,7 +388,7 @@ def _back_to_list() -> BaseResponse:
     return redirect(target if target.startswith("/documents") else "/documents", code=303)
 
 
-@bp.post("/documents/<int:delivery_id>/read")
+@bp.post("/documents/<bigint:delivery_id>/read")
 @requires("doctor")
 def mark_as_read(delivery_id: int) -> BaseResponse:
     principal = current_principal()
@@ -390,7 +398,7 @@ def mark_as_read(delivery_id: int) -> BaseResponse:
     return _back_to_list()
 
 
-@bp.post("/documents/<int:delivery_id>/unread")
+@bp.post("/documents/<bigint:delivery_id>/unread")
 @requires("doctor")
 def mark_as_unread(delivery_id: int) -> BaseResponse:
     principal = current_principal()
@@ -400,7 +408,7 @@ def mark_as_unread(delivery_id: int) -> BaseResponse:
     return _back_to_list()
 
 
-@bp.get("/documents/<int:delivery_id>/not-my-patient")
+@bp.get("/documents/<bigint:delivery_id>/not-my-patient")
 @requires("doctor")
 def confirm_not_my_patient(delivery_id: int) -> str:
     delivery = load_delivery(current_principal().doctor, delivery_id)
@@ -408,7 +416,7 @@ def confirm_not_my_patient(delivery_id: int) -> str:
                            document=delivery.document, patient=delivery.document.patient)
 
 
-@bp.post("/documents/<int:delivery_id>/not-my-patient")
+@bp.post("/documents/<bigint:delivery_id>/not-my-patient")
 @requires("doctor")
 def not_my_patient(delivery_id: int) -> BaseResponse:
     principal = current_principal()
@@ -424,7 +432,7 @@ def not_my_patient(delivery_id: int) -> BaseResponse:
 def download_zip() -> Response:
     principal = current_principal()
     raw_ids = request.form.getlist("ids")
-    if not raw_ids or not all(raw.isdigit() for raw in raw_ids):
+    if not raw_ids or any(row_id(raw, BIGINT_ID_MAX) is None for raw in raw_ids):
         abort(400)
     ids = sorted({int(raw) for raw in raw_ids})
     if len(ids) > ZIP_LIMIT:
@@ -435,6 +443,10 @@ def download_zip() -> Response:
     ))
     if len(deliveries) != len(ids):
         abort(404)  # nothing partial: one id that is not this doctor's spoils the request
+    if any(delivery.document.purged_at is not None for delivery in deliveries):
+        # Nothing partial either: a letter whose content was purged cannot be in a ZIP (the list
+        # offers no checkbox for it), and a ZIP silently missing one would mislead.
+        abort(410)
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:
         for delivery in deliveries:

@@ -24,6 +24,7 @@ from app.auth.session import current_principal, requires
 from app.extensions import db
 from app.models import Consent, Delivery, Doctor, Document, Patient
 from app.models.base import utcnow
+from app.web.listing import row_id
 
 bp = Blueprint("patients", __name__)
 
@@ -265,12 +266,6 @@ def documents_of(doctor: Doctor, patient: Patient) -> list[DocumentRow]:
 # --- views ---------------------------------------------------------------------------------
 
 
-def _positive_int(value: str | None) -> int | None:
-    if value is None or not value.isdigit() or len(value) > 18:
-        return None
-    return int(value)
-
-
 @bp.get("/patients")
 @requires("doctor")
 def index() -> str:
@@ -279,7 +274,7 @@ def index() -> str:
     if view not in VIEWS:
         view = doctor.patients_view if doctor.patients_view in VIEWS else "all"
     search = request.args.get("q", "").strip()[:SEARCH_MAX]
-    after = _positive_int(request.args.get("after"))
+    after = row_id(request.args.get("after"))
     page = list_patients(doctor, view=view, search=search, after=after)
     return render_template(
         "patients/index.html",

@@ -28,8 +28,8 @@ HASH_0 = "0" * 64
 # Every operation of the contract and the statuses it may answer (INTERFACES.md, DPI API v1).
 EXPECTED_STATUSES: dict[tuple[str, str], set[str]] = {
     ("post", "/api/v1/documents"): {"200", "201", "400", "401", "409", "413", "415", "422",
-                                    "429"},
-    ("get", "/api/v1/documents/{document_id}"): {"200", "401", "404", "429"},
+                                    "429", "503"},
+    ("get", "/api/v1/documents/{document_id}"): {"200", "401", "404", "429", "503"},
     ("post", "/api/v1/documents/{document_id}/retract"): {
         "200",
         "400",
@@ -38,6 +38,7 @@ EXPECTED_STATUSES: dict[tuple[str, str], set[str]] = {
         "413",
         "422",
         "429",
+        "503",
     },
     ("put", "/api/v1/patients/{patient_id}/consents/{gln}"): {
         "200",
@@ -47,12 +48,13 @@ EXPECTED_STATUSES: dict[tuple[str, str], set[str]] = {
         "413",
         "422",
         "429",
+        "503",
     },
-    ("delete", "/api/v1/patients/{patient_id}/consents/{gln}"): {"204", "401", "404", "429"},
+    ("delete", "/api/v1/patients/{patient_id}/consents/{gln}"): {"204", "401", "404", "429", "503"},
     ("patch", "/api/v1/patients/{patient_id}"): {"200", "400", "401", "404", "413", "422",
-                                                   "429"},
-    ("get", "/api/v1/events"): {"200", "401", "422", "429"},
-    ("get", "/api/v1/doctors"): {"200", "401", "422", "429"},
+                                                   "429", "503"},
+    ("get", "/api/v1/events"): {"200", "401", "422", "429", "503"},
+    ("get", "/api/v1/doctors"): {"200", "401", "422", "429", "503"},
     ("get", "/api/v1/openapi.json"): {"200"},
 }
 PUBLIC_OPERATIONS = {("get", "/api/v1/openapi.json")}

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from werkzeug.routing import Rule
+from werkzeug.routing import IntegerConverter, Rule
 
 from app.audit import CLI
 from app.auth.session import ROLES, access_of
@@ -30,6 +30,8 @@ SAMPLES: dict[str, Any] = {"int": 2_000_000_000, "default": "no-such-thing", "pa
 
 
 def _sample(rule: Rule, name: str) -> Any:
+    if isinstance(rule._converters[name], IntegerConverter):  # the app's <int:> and <bigint:>
+        return SAMPLES["int"]
     converter = type(rule._converters[name]).__name__.lower()
     for key, value in SAMPLES.items():
         if key in converter:

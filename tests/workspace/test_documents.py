@@ -243,7 +243,7 @@ def test_the_first_view_records_read_for_the_dpi(inbox: Inbox) -> None:
     assert response.status_code == 200
     assert response.data == PDF
     assert response.mimetype == "application/pdf"
-    assert response.headers["Content-Disposition"].startswith("inline;")
+    assert response.headers["Content-Disposition"].startswith("attachment;")  # never inline
     assert response.headers["Cache-Control"] == "no-store"
     assert response.headers["X-Content-Type-Options"] == "nosniff"
     assert response.headers["Content-Security-Policy"].startswith("sandbox")
@@ -379,9 +379,10 @@ ID_ROUTES = [
 def test_every_id_route_is_listed_here(app: Flask) -> None:
     rules = {rule.rule for rule in app.url_map.iter_rules()
              if rule.endpoint.startswith("documents.") and rule.arguments}
-    assert rules == {"/documents/<int:delivery_id>", "/documents/<int:delivery_id>/content",
-                     "/documents/<int:delivery_id>/read", "/documents/<int:delivery_id>/unread",
-                     "/documents/<int:delivery_id>/not-my-patient"}
+    assert rules == {"/documents/<bigint:delivery_id>", "/documents/<bigint:delivery_id>/content",
+                     "/documents/<bigint:delivery_id>/read",
+                     "/documents/<bigint:delivery_id>/unread",
+                     "/documents/<bigint:delivery_id>/not-my-patient"}
 
 
 @pytest.mark.parametrize(("method", "path"), ID_ROUTES)

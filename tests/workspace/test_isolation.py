@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from flask import Flask
 from sqlalchemy import select
+from werkzeug.routing import IntegerConverter
 
 from app.auth.session import access_of
 from app.extensions import db
@@ -28,7 +29,7 @@ def doctor_id_routes(app: Flask) -> list[tuple[str, str, str]]:
     for rule in app.url_map.iter_rules():
         access = access_of(app, rule.endpoint)
         # Ids are integers; the email confirmation's <token> is tested in test_profile.py.
-        takes_id = any(type(c).__name__ == "IntegerConverter" for c in rule._converters.values())
+        takes_id = any(isinstance(c, IntegerConverter) for c in rule._converters.values())
         if isinstance(access, frozenset) and "doctor" in access and takes_id:
             for method in sorted((rule.methods or set()) - {"HEAD", "OPTIONS"}):
                 found.append((rule.endpoint, method, rule.rule))
