@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 FLASK := $(VENV)/bin/flask --app wsgi
 BROWSER_DIR := tests/browser
 
-.PHONY: run test lint typecheck translations browser-deps pdfjs clean bench
+.PHONY: run test lint typecheck translations browser-deps pdfjs clean bench soak
 
 $(VENV)/.runtime: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -78,3 +78,16 @@ bench: $(VENV)/.dev translations
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk; }
 	@df -h / | tail -1 | awk '{print "disk free for the databases: " $$4}'
 	$(PY) -m bench.run $(BENCH_ARGS)
+
+# Soak (never part of `make test`; tests/test_soak.py runs a 15-second version there): drops and
+# recreates the PostgreSQL database relais_soak (BENCH_PG), enrols 200 doctors, runs the app under
+# gunicorn with the production profile (GUNICORN_WORKERS, default 2), the local Twilio-compatible
+# server and the RQ worker (Redis db 8, SOAK_REDIS_URL), signs every doctor in (password + SMS
+# code), then browses with 200 sessions for 5 minutes while the DPI posts 5 letters/s. Prints
+# requests, 5xx, lost and duplicated deliveries, latencies and worker memory, written to
+# bench/results/soak.md; exits 1 on a 5xx, a lost or duplicated delivery, or memory growth.
+# SOAK_ARGS passes options, e.g. SOAK_ARGS="--duration 60 --sessions 50".
+SOAK_ARGS ?=
+
+soak: $(VENV)/.dev translations
+	$(PY) -m bench.soak $(SOAK_ARGS)
