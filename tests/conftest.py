@@ -124,14 +124,21 @@ def database_url(
         yield private_url
 
 
-@pytest.fixture(scope="session")
-def _migrated_app(database_url: str) -> Iterator[Flask]:
+@contextmanager
+def migrated_app(database_url: str) -> Iterator[Flask]:
+    """An app on ``database_url`` with every migration applied; its connections closed after."""
     app = make_app(database_url)
     upgrade(app)
     yield app
     with app.app_context():
         db.session.remove()
         db.engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def _migrated_app(database_url: str) -> Iterator[Flask]:
+    with migrated_app(database_url) as app:
+        yield app
 
 
 @pytest.fixture()

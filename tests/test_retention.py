@@ -254,7 +254,8 @@ def test_two_concurrent_purges_purge_each_document_once(
 ) -> None:
     if db_dialect != "postgresql":
         # Not a missing service: the same test runs on PostgreSQL (always under CI). SQLite
-        # serialises whole-database writes, so two purges cannot interleave there.
+        # serialises whole-database writes, so two purges cannot interleave there. The lost race
+        # itself is proven on SQLite too: test_a_purge_that_lost_a_race_purges_nothing_twice.
         pytest.skip("concurrent purges need PostgreSQL row locks")
     count = 30
     for n in range(count):

@@ -48,11 +48,10 @@ from tests.conftest import (
     consent_body,
     document_body,
     empty_tables,
-    make_app,
+    migrated_app,
     postgres_url,
     private_postgres_database,
     skip_or_fail,
-    upgrade,
 )
 from tests.support.redis_server import (
     RedisServer,
@@ -82,12 +81,8 @@ def database_url() -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def seeder(database_url: str) -> Iterator[Flask]:
-    app = make_app(database_url)
-    upgrade(app)
-    yield app
-    with app.app_context():
-        db.session.remove()
-        db.engine.dispose()
+    with migrated_app(database_url) as app:
+        yield app
 
 
 @pytest.fixture()
