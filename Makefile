@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 FLASK := $(VENV)/bin/flask --app wsgi
 BROWSER_DIR := tests/browser
 
-.PHONY: run test lint typecheck translations browser-deps pdfjs clean bench soak
+.PHONY: run test test-clock-ahead lint typecheck translations browser-deps pdfjs clean bench soak
 
 $(VENV)/.runtime: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -61,6 +61,19 @@ typecheck: $(VENV)/.dev
 
 test: $(VENV)/.dev translations browser-deps pdfjs lint typecheck
 	$(PY) -m pytest
+
+# The same suite with the clock two years ahead (Debian's faketime, installed with apt when
+# missing): no test may depend on today's date. Only the wall clock moves: with a faked
+# monotonic clock every timed wait (a lock, an event, a thread join) would wait two years.
+# PostgreSQL's now() does not move (another process), so a test comparing the two must take
+# one of them explicitly. TEST_DATABASE_URL and REDIS_URL work as for `make test`.
+CLOCK_AHEAD ?= +2 years
+
+test-clock-ahead: $(VENV)/.dev translations browser-deps pdfjs
+	@command -v faketime >/dev/null || { \
+	  echo "installing Debian's faketime"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq faketime; }
+	FAKETIME_DONT_FAKE_MONOTONIC=1 faketime '$(CLOCK_AHEAD)' $(PY) -m pytest
 
 clean:
 	rm -rf $(VENV) $(BROWSER_DIR)/node_modules static/vendor static/vendor-src .pytest_cache .mypy_cache .ruff_cache

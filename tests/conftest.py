@@ -12,6 +12,7 @@ import json
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ from app import create_app
 from app.audit import CLI
 from app.auth.limits import limiter
 from app.extensions import db
+from app.models.base import ZURICH
 from app.pdf import make_pdf
 
 UNDER_CI = os.environ.get("CI", "").lower() == "true"
@@ -237,8 +239,17 @@ def api(client: FlaskClient, api_token: str) -> Api:
 PDF = make_pdf(["Lettre de sortie", "Test"])
 
 
+def iso_ago(**delta: float) -> str:
+    """The moment ``delta`` before now (``hours=1``, ``days=8``), as the DPI writes it: ISO 8601
+    in Geneva's offset, to the second. Tests build their times from the clock, never from a
+    date: the suite must pass on any day (``make test-clock-ahead``)."""
+    moment = datetime.now(UTC) - timedelta(**delta)
+    return moment.astimezone(ZURICH).isoformat(timespec="seconds")
+
+
 def document_body(document_id: str = "DPI-2026-000123", **changes: Any) -> dict[str, Any]:
-    """A valid POST /api/v1/documents body (the INTERFACES.md example), with changes."""
+    """A valid POST /api/v1/documents body (the INTERFACES.md example, signed an hour ago: a
+    sensitive letter is held), with changes."""
     body: dict[str, Any] = {
         "document_id": document_id,
         "patient": {"id": "P-0042", "family_name": "Muster", "given_name": "Anna",
@@ -249,7 +260,7 @@ def document_body(document_id: str = "DPI-2026-000123", **changes: Any) -> dict[
         "title": "Lettre de sortie",
         "service": "cardiologie",
         "author": "Dr B. Exemple",
-        "signed_at": "2026-11-20T16:05:00+01:00",
+        "signed_at": iso_ago(hours=1),
         "sensitive": False,
         "third_party_data": False,
         "category": "report",

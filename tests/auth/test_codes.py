@@ -6,7 +6,6 @@ SQLite and, with TEST_DATABASE_URL, on PostgreSQL.
 
 from __future__ import annotations
 
-import threading
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -17,6 +16,7 @@ from app.auth import codes
 from app.auth.codes import Check, ResendRefused
 from app.extensions import db
 from app.models import OneTimeCode
+from tests.support.concurrency import Start, race
 
 T0 = datetime(2026, 11, 22, 8, 0, 0, tzinfo=UTC)
 PHONE = "+41791234567"
@@ -176,26 +176,18 @@ def test_a_stale_copy_of_the_attempt_cannot_spend_the_code_again(
 def test_two_racing_checks_of_one_code_give_one_ok(app: Flask, issued: codes.Issued) -> None:
     handle, code = issued.challenge.handle, issued.code
     db.session.remove()
-    barrier = threading.Barrier(2)
-    results: list[Check] = []
-    errors: list[BaseException] = []
 
-    def attempt() -> None:
-        try:
-            with app.app_context():
+    def attempt(start: Start) -> Check:
+        with app.app_context():
+            try:
                 challenge = codes.find(handle, "sign_in")
                 assert challenge is not None
-                barrier.wait(timeout=5)
-                results.append(codes.check(challenge, code, now=T0))
+                start()
+                result = codes.check(challenge, code, now=T0)
                 db.session.commit()
+                return result
+            finally:
                 db.session.remove()
-        except BaseException as error:  # reported below, in the test's thread
-            errors.append(error)
 
-    threads = [threading.Thread(target=attempt) for _ in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=20)
-    assert errors == []
+    results = race([attempt, attempt])
     assert sorted(r.value for r in results) == ["ok", "used"]

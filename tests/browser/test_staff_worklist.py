@@ -19,6 +19,7 @@ from app.models.base import utcnow
 from app.pdf import make_pdf
 from app.workspace.documents import report_not_my_patient
 from tests.browser.conftest import axe_violations
+from tests.conftest import iso_ago
 from tests.support.portal import Portal, serve_portal, sign_in_staff
 
 pytestmark = pytest.mark.browser
@@ -46,7 +47,7 @@ def letter(portal: Portal, document_id: str, patient: dict[str, Any], title: str
         "document_id": document_id, "patient": patient, "encounter": "outpatient",
         "recipients": recipients, "type": "discharge_letter", "title": title,
         "service": "cardiologie", "author": "Dr B. Exemple",
-        "signed_at": "2026-11-20T16:05:00+01:00", "sensitive": False,
+        "signed_at": iso_ago(hours=1), "sensitive": False,
         "third_party_data": False, "category": "report", "content_type": "application/pdf",
         "content": base64.b64encode(make_pdf([title])).decode(),
     })

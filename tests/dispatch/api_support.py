@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, timedelta, timezone
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, select
@@ -51,12 +51,6 @@ class CheckedApi(Api):
             # What the app accepts, the spec documents (parameters and body).
             assert_request_valid(SPEC, method, path, sent)
         return response
-
-
-def iso_ago(**delta: float) -> str:
-    """An ISO 8601 time with offset, ``delta`` before now (Zurich-like +01:00 offset)."""
-    moment = datetime.now(UTC) - timedelta(**delta)
-    return moment.astimezone(timezone(timedelta(hours=1))).isoformat(timespec="seconds")
 
 
 def parse(value: str | None) -> datetime | None:

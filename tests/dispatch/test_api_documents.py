@@ -13,7 +13,7 @@ from app.dispatch import service
 from app.extensions import db
 from app.models import Doctor, Document
 from app.models.base import utcnow
-from tests.conftest import Api, consent_body, document_body
+from tests.conftest import Api, consent_body, document_body, iso_ago
 from tests.dispatch.api_support import (
     GLN,
     PATIENT,
@@ -25,7 +25,6 @@ from tests.dispatch.api_support import (
     delivery_of,
     events,
     gln,
-    iso_ago,
     parse,
 )
 

@@ -14,7 +14,7 @@ from app.audit import CLI
 from app.dispatch.clients import create_client
 from app.extensions import db
 from app.models import AuditEvent, Doctor, Document, HinIdentity
-from tests.conftest import Api, consent_body, document_body
+from tests.conftest import Api, consent_body, document_body, iso_ago
 from tests.dispatch.api_support import (
     SPEC,
     CheckedApi,
@@ -23,7 +23,6 @@ from tests.dispatch.api_support import (
     consent,
     counts,
     gln,
-    iso_ago,
 )
 from tests.openapi_check import assert_response_matches
 

@@ -13,7 +13,7 @@ from app.dispatch.service import release_due
 from app.extensions import db
 from app.models import Consent, Doctor
 from app.models.base import utcnow
-from tests.conftest import Api, consent_body, document_body
+from tests.conftest import Api, consent_body, document_body, iso_ago
 from tests.dispatch.api_support import (
     GLN,
     PATIENT,
@@ -26,7 +26,6 @@ from tests.dispatch.api_support import (
     delivery_of,
     events,
     gln,
-    iso_ago,
 )
 
 CONSENT = f"/api/v1/patients/{PATIENT}/consents/{GLN}"

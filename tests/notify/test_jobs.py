@@ -11,7 +11,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -38,6 +37,7 @@ from app.models import Delivery, Doctor, Notification
 from app.models.base import utcnow
 from tests.conftest import TEST_KEY, Api, consent_body, document_body, skip_or_fail
 from tests.notify.smtp_server import Smtp
+from tests.support.concurrency import Start, race
 
 ROOT = Path(__file__).resolve().parents[2]
 GLN = "7601000000019"  # the active_doctor fixture
@@ -85,18 +85,11 @@ def test_two_schedulers_racing_enqueue_a_round_once(connection: redis.Redis,
                                                     queue: Queue) -> None:
     # Given two schedulers (two servers) waking at the start of the same round
     number = a_round()
-    start = threading.Barrier(2)
-    won: list[bool] = []
+    def scheduler(start: Start) -> bool:
+        start()
+        return enqueue_round(connection, queue, 30, number)
 
-    def scheduler() -> None:
-        start.wait()
-        won.append(enqueue_round(connection, queue, 30, number))
-
-    threads = [threading.Thread(target=scheduler) for _ in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    won = race([scheduler, scheduler])
 
     # Then one of them enqueued the round's two jobs, the other nothing
     assert sorted(won) == [False, True]
@@ -113,18 +106,11 @@ def test_two_schedulers_racing_enqueue_a_round_once(connection: redis.Redis,
 
 def test_many_claims_of_one_round_have_one_winner(connection: redis.Redis) -> None:
     number = a_round()
-    start = threading.Barrier(8)
-    won: list[bool] = []
+    def claim(start: Start) -> bool:
+        start()
+        return claim_round(connection, 5, number)
 
-    def claim() -> None:
-        start.wait()
-        won.append(claim_round(connection, 5, number))
-
-    threads = [threading.Thread(target=claim) for _ in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    won = race([claim] * 8)
     assert won.count(True) == 1 and len(won) == 8
 
 

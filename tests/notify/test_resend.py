@@ -5,7 +5,7 @@ Every test runs on SQLite and, with TEST_DATABASE_URL, on PostgreSQL.
 
 from __future__ import annotations
 
-import threading
+from collections.abc import Callable
 from datetime import datetime, timedelta
 
 import pytest
@@ -29,6 +29,7 @@ from app.staff.accounts import create_staff
 from tests.conftest import Api, consent_body, make_app
 from tests.notify.smtp_server import Smtp
 from tests.notify.test_notifications import GLN, assert_no_patient_data, post_letter, rows
+from tests.support.concurrency import Start, race
 from tests.support.signin import sign_in_as
 from tests.web.test_pages import csrf_token
 
@@ -126,35 +127,32 @@ def test_two_desks_resending_at_once_requeue_once(
     row, _ = fail_for_good(smtp)
     row_id = row.id
     uri = app.config["SQLALCHEMY_DATABASE_URI"]
-    outcomes: list[str] = []
-    barrier = threading.Barrier(2)
     db.session.remove()
 
-    def press(name: str) -> None:
-        other = make_app(uri)
-        with other.app_context():
-            mine = db.session.get(Notification, row_id)
-            assert mine is not None
-            barrier.wait()
-            try:
-                requeue_failed(mine, Actor("desk", name))
-                db.session.commit()
-                outcomes.append("requeued")
-            except ResendRefused as refused:
-                db.session.rollback()
-                outcomes.append(refused.reason)
-            except OperationalError as error:  # SQLite may refuse the second writer
-                db.session.rollback()
-                outcomes.append(type(error).__name__)
-            finally:
-                db.session.remove()
-                db.engine.dispose()
+    def press(name: str) -> Callable[[Start], str]:
+        def racer(start: Start) -> str:
+            other = make_app(uri)
+            with other.app_context():
+                try:
+                    mine = db.session.get(Notification, row_id)
+                    assert mine is not None
+                    start()
+                    try:
+                        requeue_failed(mine, Actor("desk", name))
+                        db.session.commit()
+                        return "requeued"
+                    except ResendRefused as refused:
+                        db.session.rollback()
+                        return refused.reason
+                    except OperationalError as error:  # SQLite may refuse the second writer
+                        db.session.rollback()
+                        return type(error).__name__
+                finally:
+                    db.session.remove()
+                    db.engine.dispose()
+        return racer
 
-    threads = [threading.Thread(target=press, args=(f"desk-{n}",)) for n in (1, 2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    outcomes = race([press("desk-1"), press("desk-2")])
     assert outcomes.count("requeued") == 1, outcomes
     other_outcome = next(o for o in outcomes if o != "requeued")
     assert other_outcome in (NOT_FAILED, "OperationalError"), outcomes
