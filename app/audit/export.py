@@ -27,6 +27,7 @@ from sqlalchemy import ColumnElement, Select, func, select
 from app.extensions import db
 from app.models.audit import AuditEvent, AuditHead
 from app.models.base import ZURICH
+from app.web.listing import BIGINT_ID_MAX, row_id
 
 PAGE_SIZE = 50
 #: The most events one export carries (the newest first); the page says so.
@@ -140,8 +141,8 @@ def parse_filters(args: Mapping[str, str]) -> tuple[AuditFilters, dict[str, str]
     start, end = bounds["from"], bounds["to"]
     if start is not None and end is not None and start >= end:
         errors["to"] = TIME_ORDER
-    if raw["before"] and "before" not in errors and not (
-            raw["before"].isascii() and raw["before"].isdigit()):  # not "²", which int() refuses
+    # ASCII digits (not "²", which int() refuses) naming an id a BIGINT can hold.
+    if raw["before"] and "before" not in errors and row_id(raw["before"], BIGINT_ID_MAX) is None:
         errors["before"] = INVALID_CURSOR
     if errors:
         raw = {name: value[:MAX_LENGTHS[name]] for name, value in raw.items()}

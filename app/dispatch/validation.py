@@ -12,11 +12,19 @@ import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import Any, TypeVar
 
 from app.dispatch.policy import Category, Encounter, GivenBy
 from app.gln import is_valid_gln
+from app.models.base import (
+    EARLIEST_MOMENT,
+    HIGHEST_OFFSET,
+    LATEST_MOMENT,
+    LOWEST_OFFSET,
+    ZURICH,
+    storable_moment,
+)
 
 T = TypeVar("T")
 
@@ -27,9 +35,23 @@ _DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 _DATETIME = re.compile(
     r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]{1,6})?)?(Z|[+-][0-9]{2}:[0-9]{2})"
 )
+#: The oldest birth date a living patient can have (the oldest people ever lived about 122 years).
+EARLIEST_BIRTH_DATE = date(1880, 1, 1)
+BIRTH_DATE_RANGE = f"must be from {EARLIEST_BIRTH_DATE.isoformat()} to today"
 PDF_MAGIC = b"%PDF-"
 PATIENT_ID_MAX = 64  # as in the patients table
 DOCUMENT_ID_MAX = 128  # as in the documents table
+
+
+def _offset_text(offset: Any) -> str:
+    hours, rest = divmod(abs(int(offset.total_seconds())), 3600)
+    return f"{'-' if offset.total_seconds() < 0 else '+'}{hours:02d}:{rest // 60:02d}"
+
+
+_MOMENT_RANGE = (
+    f"must lie from {EARLIEST_MOMENT.year} to {LATEST_MOMENT.year - 1} (UTC), with an offset "
+    f"from {_offset_text(LOWEST_OFFSET)} to {_offset_text(HIGHEST_OFFSET)}"
+)
 
 
 class ValidationFailed(Exception):
@@ -139,6 +161,7 @@ class _Reader:
             return None
 
     def day(self, field: str) -> date | None:
+        """A birth date: a real day, from EARLIEST_BIRTH_DATE to today in Geneva."""
         present, value = self._get(field, True)
         if not present:
             return None
@@ -146,10 +169,14 @@ class _Reader:
             self.fail(field, "must be a date (YYYY-MM-DD)")
             return None
         try:
-            return date.fromisoformat(value)
+            day = date.fromisoformat(value)
         except ValueError:
             self.fail(field, "is not a real date")
             return None
+        if not EARLIEST_BIRTH_DATE <= day <= datetime.now(UTC).astimezone(ZURICH).date():
+            self.fail(field, BIRTH_DATE_RANGE)
+            return None
+        return day
 
     def moment(self, field: str, missing_message: str) -> datetime | None:
         present, value = self._get(field, False)
@@ -160,10 +187,14 @@ class _Reader:
             self.fail(field, "must be an ISO 8601 date-time with an offset")
             return None
         try:
-            return datetime.fromisoformat(value.replace("Z", "+00:00"))
+            when = datetime.fromisoformat(value.replace("Z", "+00:00"))
         except ValueError:
             self.fail(field, "is not a real date-time")
             return None
+        if not storable_moment(when):
+            self.fail(field, _MOMENT_RANGE)
+            return None
+        return when
 
     def nested(self, field: str) -> _Reader:
         present, value = self._get(field, True)

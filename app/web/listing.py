@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import base64
 import binascii
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 
 from flask import abort, request
+
+from app.models.base import EARLIEST_MOMENT, LATEST_MOMENT, storable_moment
 
 #: The largest row ids the database holds: INTEGER keys (patients, doctors...) and BIGINT ones
 #: (deliveries, audit events). A larger number names no row, and the database would fail on it
@@ -34,16 +36,25 @@ def encode_cursor(when: datetime, row_id: int) -> str:
     return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
 
 
-def decode_cursor(cursor: str) -> tuple[datetime, int]:
+def decode_cursor(cursor: str, largest: int = BIGINT_ID_MAX) -> tuple[datetime, int]:
+    """The (moment, row id) a cursor names; 400 unless it is one this list could have given:
+    a moment within the stored range and an id the database can hold (a forged cursor at year
+    1, or at id 2**70, would otherwise overflow in the driver)."""
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
         stamp, _, raw_id = raw.partition("|")
         when = datetime.fromisoformat(stamp)
-        if when.tzinfo is None or not raw_id.isdigit():
+        found = row_id(raw_id, largest)
+        if when.tzinfo is None or found is None or not storable_moment(when):
             raise ValueError(cursor)
-        return when, int(raw_id)
+        return when, found
     except (ValueError, binascii.Error, UnicodeDecodeError):
         abort(400)
+
+
+#: The days a filter may name: those whose midnight in Geneva lies within the stored range.
+EARLIEST_DAY = EARLIEST_MOMENT.date() + timedelta(days=1)
+LATEST_DAY = LATEST_MOMENT.date() - timedelta(days=2)
 
 
 def date_arg(name: str) -> date | None:
@@ -52,6 +63,9 @@ def date_arg(name: str) -> date | None:
     if not raw:
         return None
     try:
-        return date.fromisoformat(raw)
+        day = date.fromisoformat(raw)
     except ValueError:
         abort(400)
+    if not EARLIEST_DAY <= day <= LATEST_DAY:
+        abort(400)
+    return day

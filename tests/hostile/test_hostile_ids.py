@@ -12,20 +12,13 @@ purpose). Runs on SQLite and PostgreSQL: PostgreSQL refuses NUL in text and inte
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
 from typing import Any
 
-import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import func, select
 
-from app.audit import CLI
 from app.extensions import db
-from app.models import Delivery, Doctor, StaffUser
-from app.staff.accounts import create_staff
-from tests.conftest import Api, consent_body, document_body
-from tests.support.signin import sign_in_as
+from tests.hostile.conftest import GLN, PATIENT, counts, snapshot
 
 #: As they appear in the request line (percent-encoded where a client would encode them).
 HOSTILE = {
@@ -55,8 +48,6 @@ REFUSALS = {400, 404, 405, 410, 422}
 #: (a GET never confirms, so a mail scanner cannot use the link up); the token is not looked up.
 SHOWS_ANY = {("GET", "/profile/email/confirm/<token>")}
 
-GLN = "7601000000019"
-PATIENT = "P-0042"
 
 #: A plausible value for each parameter that is not the one under attack.
 PLAIN = {"document_id": "DPI-2026-000123", "patient_id": PATIENT, "gln": GLN,
@@ -91,44 +82,6 @@ def _path(rule: str, attacked: str, value: str, arguments: list[str]) -> str:
     return path
 
 
-def _counts() -> dict[str, int]:
-    """Rows per table, the audit trail aside (API rejections are audited on purpose)."""
-    counts = {}
-    for table in db.metadata.sorted_tables:
-        if table.name.startswith("audit_"):
-            continue
-        counts[table.name] = int(db.session.scalar(select(func.count()).select_from(table)) or 0)
-    return counts
-
-
-def _snapshot() -> list[tuple[Any, ...]]:
-    """What an injected statement would change: the deliveries' and doctors' state."""
-    db.session.expire_all()
-    deliveries = [(d.id, d.status, d.first_read_at, d.reported_not_my_patient_at)
-                  for d in db.session.scalars(select(Delivery).order_by(Delivery.id))]
-    doctors = [(d.id, d.state, d.deactivated_at)
-               for d in db.session.scalars(select(Doctor).order_by(Doctor.id))]
-    return [*deliveries, *doctors]
-
-
-@pytest.fixture()
-def clients(app: Flask, api: Api, active_doctor: Doctor) -> Iterator[dict[str, FlaskClient]]:
-    # Given a patient, a consent, a delivered letter and a desk account,
-    app.config["WTF_CSRF_ENABLED"] = False  # the route itself must see the hostile id
-    app.config["RATELIMIT_API_UNAUTHENTICATED"] = "100000 per minute"
-    assert api.put(f"/api/v1/patients/{PATIENT}/consents/{GLN}",
-                   json=consent_body()).status_code == 201
-    assert api.post("/api/v1/documents", json=document_body()).status_code == 201
-    desk, _, _ = create_staff("desk-hostile", "desk", CLI)
-    desk.must_change_password = False
-    db.session.commit()
-    doctor_client, desk_client = app.test_client(), app.test_client()
-    sign_in_as(doctor_client, active_doctor)
-    sign_in_as(desk_client, db.session.get(StaffUser, desk.id))
-    yield {"api": api.client, "doctor": doctor_client, "desk": desk_client,
-           "anonymous": app.test_client(), "api_headers": api.headers}  # type: ignore[dict-item]
-
-
 def test_every_route_with_a_parameter_is_attacked(app: Flask) -> None:
     # The walk below takes its routes from the URL map: a new route is attacked too. This
     # guards the walk itself: every kind of parameter is known to it.
@@ -139,7 +92,7 @@ def test_every_route_with_a_parameter_is_attacked(app: Flask) -> None:
 
 
 def test_hostile_ids_are_refused_everywhere(app: Flask, clients: dict[str, Any]) -> None:
-    before, state = _counts(), _snapshot()
+    before, state = counts(), snapshot()
     failures = []
     for (method, rule, arguments), value in itertools.product(_routes(app), HOSTILE.values()):
         role = _role(rule)
@@ -166,8 +119,8 @@ def test_hostile_ids_are_refused_everywhere(app: Flask, clients: dict[str, Any])
             db.session.rollback()
     assert failures == []
     # and nothing changed in the database.
-    assert _counts() == before
-    assert _snapshot() == state
+    assert counts() == before
+    assert snapshot() == state
 
 
 #: Query arguments that hold a number or an id (cursors, filters, limits), by the role that
@@ -191,7 +144,7 @@ HOSTILE_NUMBERS = ["%C2%B2", "%D9%A1%D9%A2", "1" * 25, "9" * 40, "2147483648", "
 def test_hostile_numbers_in_query_arguments_are_refused_or_ignored(
     app: Flask, clients: dict[str, Any]
 ) -> None:
-    before, state = _counts(), _snapshot()
+    before, state = counts(), snapshot()
     failures = []
     for (role, prefix), value in itertools.product(NUMBER_ARGUMENTS, HOSTILE_NUMBERS):
         headers = clients["api_headers"] if role == "api" else {}
@@ -207,5 +160,5 @@ def test_hostile_numbers_in_query_arguments_are_refused_or_ignored(
             failures.append(f"zip {value!r} -> {response.status_code}")
         db.session.rollback()
     assert failures == []
-    assert _counts() == before
-    assert _snapshot() == state
+    assert counts() == before
+    assert snapshot() == state
