@@ -25,7 +25,9 @@ end
 function request()
   counter = counter + 1
   local item = lines[(counter % #lines) + 1]
-  local headers = {}
+  -- What a browser sends for a request of our own pages (a link, pdf.js fetching the content):
+  -- the content route serves and records a reading only then.
+  local headers = {["Sec-Fetch-Site"] = "same-origin"}
   if item.cookie ~= "" then
     headers["Cookie"] = "__Host-relais=" .. item.cookie
   end

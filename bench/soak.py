@@ -175,7 +175,8 @@ class Browser:
 
     def request(self, page: str, method: str, path: str, form: dict[str, str] | None = None,
                 expect: Iterable[int] = (200,)) -> Answer:
-        headers = {"Accept-Language": "fr"}
+        # As a browser on our own pages: the content route records a reading only for those.
+        headers = {"Accept-Language": "fr", "Sec-Fetch-Site": "same-origin"}
         if self.cookies:
             headers["Cookie"] = "; ".join(f"{k}={v}" for k, v in self.cookies.items())
         body = None

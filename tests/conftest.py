@@ -74,6 +74,25 @@ def private_postgres_database(url: str, suffix: str) -> Iterator[str]:
 TEST_KEY = base64.b64encode(b"k" * 32).decode()
 
 
+class OurPagesClient(FlaskClient):
+    """Flask's test client, sending what a browser sends for a request made by one of our own
+    pages (``Sec-Fetch-Site: same-origin``) unless the test gives that header itself, or the
+    client is made with ``app.test_client(from_our_pages=False)``: a request from nowhere in
+    particular, like a script's or a link opened from a mail program."""
+
+    def __init__(self, *args: Any, from_our_pages: bool = True, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.from_our_pages = from_our_pages
+
+    def open(self, *args: Any, **kwargs: Any) -> Any:
+        if self.from_our_pages:
+            headers = dict(kwargs.pop("headers", None) or {})
+            if not any(name.lower() == "sec-fetch-site" for name in headers):
+                headers["Sec-Fetch-Site"] = "same-origin"
+            kwargs["headers"] = headers
+        return super().open(*args, **kwargs)
+
+
 def make_app(database_url: str, **overrides: Any) -> Flask:
     config: dict[str, Any] = {
         "RELAIS_ENV": "testing",
@@ -86,7 +105,9 @@ def make_app(database_url: str, **overrides: Any) -> Flask:
         "RATELIMIT_KEY_PREFIX": f"relais-test-{os.getpid()}",
     }
     config.update(overrides)
-    return create_app(config)
+    app = create_app(config)
+    app.test_client_class = OurPagesClient
+    return app
 
 
 def upgrade(app: Flask) -> None:

@@ -51,6 +51,7 @@ from app.audit.trail import check_chain, record_verification
 from app.auth.session import current_principal, requires
 from app.extensions import db
 from app.models.base import utcnow
+from app.web.origin import from_our_pages
 
 bp = Blueprint("audit_viewer", __name__, url_prefix="/staff/audit")
 
@@ -114,8 +115,13 @@ def verify_now() -> BaseResponse:
     return redirect(url_for("audit_viewer.index"), code=303)
 
 
-def _export_as(kind: str) -> Response:
+def _export_as(kind: str) -> BaseResponse:
     filters = _filters_or_400()
+    if not from_our_pages():
+        # An export is recorded under the desk person's name: only their own click on the
+        # viewer's button makes one, never a link from elsewhere. Back to the same filters.
+        query = request.query_string.decode("ascii", "replace")
+        return redirect(url_for("audit_viewer.index") + (f"?{query}" if query else ""), code=303)
     through = last_event_id()
     count = export_count(filters, through)
     record(current_principal().actor, "audit.exported", target="audit:trail",
@@ -139,11 +145,11 @@ def _export_as(kind: str) -> Response:
 
 @bp.get("/export.csv")
 @requires("desk")
-def export_csv() -> Response:
+def export_csv() -> BaseResponse:
     return _export_as("csv")
 
 
 @bp.get("/export.json")
 @requires("desk")
-def export_fhir() -> Response:
+def export_fhir() -> BaseResponse:
     return _export_as("fhir")

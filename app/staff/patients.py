@@ -33,6 +33,7 @@ from app.auth.session import current_principal, requires
 from app.dispatch import service
 from app.dispatch.policy import ConsentRequirement, DoctorState, age_on, consent_requirement
 from app.dispatch.validation import (
+    BIRTH_DATE_RANGE,
     PATIENT_ID_MAX,
     ConsentIn,
     ValidationFailed,
@@ -44,6 +45,7 @@ from app.gln import is_valid_gln
 from app.models import Consent, Delivery, Doctor, Document, Patient
 from app.models.base import contains_pattern, utcnow
 from app.staff.labels import RULE_LABELS, STATUS_LABELS
+from app.web.origin import from_our_pages
 from app.workspace.patients import type_label
 
 bp = Blueprint("staff_patients", __name__, url_prefix="/staff/patients")
@@ -88,6 +90,8 @@ MESSAGES = {
     "date": _l("Saisissez une date au format AAAA-MM-JJ."),
     "not_a_date": _l("Cette date n'existe pas."),
     "future_birth": _l("La date de naissance est postérieure à aujourd'hui."),
+    "birth_range": _l("La date de naissance doit se situer entre le 1er janvier 1880 et "
+                      "aujourd'hui."),
     "dpi_id": _l("Identifiant DPI non valable : lettres, chiffres, points, tirets, deux-points "
                  "ou soulignés, 64 caractères au plus."),
     "gln": _l("Le GLN n'est pas valable : 13 chiffres, dont le dernier est la clé de "
@@ -194,8 +198,14 @@ def search_patients(q: str, birth_raw: str, dpi_id: str) -> PatientSearch:
 @requires("staff", "desk")
 def index() -> tuple[str, int]:
     args = request.args
-    found = search_patients(*((args.get(name) or "").strip()
-                              for name in ("q", "birth_date", "dpi_id")))
+    q, birth_date, dpi_id = ((args.get(name) or "").strip()
+                             for name in ("q", "birth_date", "dpi_id"))
+    if (q or birth_date or dpi_id) and not from_our_pages():
+        # A search sent by another site (or a bookmark) is not run: it would put a search under
+        # this person's name. The form comes back filled in, for them to run it themselves.
+        unrun = PatientSearch(q=q, birth_date=birth_date, dpi_id=dpi_id)
+        return render_template("staff/patients/index.html", found=unrun, confirm=True), 200
+    found = search_patients(q, birth_date, dpi_id)
     if found.asked and not found.errors:
         record(current_principal().actor, "patients.searched",
                details={"results": len(found.patients), "by": "dpi_id" if found.dpi_id
@@ -286,7 +296,13 @@ def render_patient(patient: Patient, values: Mapping[str, str] | None = None,
 @bp.get("/<dpi_id>")
 @requires("staff", "desk")
 def show(dpi_id: str) -> tuple[str, int]:
-    return render_patient(patient_or_404(dpi_id))
+    patient = patient_or_404(dpi_id)
+    if not from_our_pages():
+        # Opened from another site, a mail or a bookmark: ask first, show nothing of the patient
+        # and record nothing; the confirmation is a link of our own page, which records the view.
+        return render_template("staff/patients/confirm.html", dpi_id=patient.dpi_id,
+                               target=request.full_path.rstrip("?")), 200
+    return render_patient(patient)
 
 
 # --- recording a consent ---------------------------------------------------------------------
@@ -330,7 +346,8 @@ def parse_errors(error: ValidationFailed) -> dict[str, str]:
         if text in ("is required", "must not be blank"):
             key = "required"
         elif name == "birth_date":
-            key = "not_a_date" if text == "is not a real date" else "date"
+            key = {"is not a real date": "not_a_date", BIRTH_DATE_RANGE: "birth_range"}.get(
+                text, "date")
         elif name in ("family_name", "given_name", "representative_name"):
             key = "text"
         elif name in ("electronic_sending", "given_by"):

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any, NamedTuple
 
-from flask import Blueprint, Response, abort, flash, redirect, render_template, request
+from flask import Blueprint, Response, abort, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from sqlalchemy import ColumnElement, Select, and_, func, or_, select
@@ -47,6 +47,7 @@ from app.extensions import db
 from app.models import Delivery, Doctor, Document, Patient
 from app.models.base import ZURICH, contains_pattern, utcnow, zurich_midnight
 from app.web.listing import BIGINT_ID_MAX, date_arg, decode_cursor, encode_cursor, row_id
+from app.web.origin import from_our_pages
 from app.web.paths import local_path
 
 bp = Blueprint("documents", __name__)
@@ -360,9 +361,13 @@ def _filename(delivery: Delivery) -> str:
 
 @bp.get("/documents/<bigint:delivery_id>/content")
 @requires("doctor")
-def content(delivery_id: int) -> Response:
+def content(delivery_id: int) -> BaseResponse:
     principal = current_principal()
     delivery = load_delivery(principal.doctor, delivery_id, retracted=True)
+    if not from_our_pages():
+        # A link from another site (or a bookmark) is not the doctor opening the letter: it
+        # must not tell the DPI "read". The viewer shows it, and its download is ours.
+        return redirect(url_for("documents.viewer", delivery_id=delivery.id), code=303)
     if delivery.status == Status.RETRACTED.value or delivery.document.purged_at is not None:
         abort(410)  # withdrawn, or its content deleted at the end of its retention
     download = request.args.get("download") == "1"
