@@ -224,5 +224,6 @@ def finish(process: subprocess.Popen[str], args: list[str],
         stdout, stderr = process.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
         process.kill()
-        stdout, stderr = process.communicate()
+        # Killed: its pipes close at once, unless a child it started still holds them.
+        stdout, stderr = process.communicate(timeout=10)
     return subprocess.CompletedProcess(args, process.returncode, stdout, stderr)
