@@ -833,7 +833,8 @@ def logout_status(answer: Any, request_id: str) -> str:
 def test_a_logout_request_for_this_session_ends_it(hin: Flask, client: FlaskClient) -> None:
     add_doctor(state="active")
     signed = hin_sign_in(client)
-    request_id, url = logout_request_url(signed.name_id, [signed.session_index])
+    request_id, url = logout_request_url(signed.name_id, [new_id(), signed.session_index],
+                                         name_qualifier=IDP_ENTITY_ID)
     answer = client.get(url)
     assert answer.status_code == 303, rejections()
     assert logout_status(answer, request_id) == SUCCESS
@@ -849,6 +850,7 @@ def test_a_logout_request_for_this_session_ends_it(hin: Flask, client: FlaskClie
     ("another session of the same person", "logout_other_session"),
     ("no session index", "logout_other_session"),
     ("another NameID format", "logout_other_person"),
+    ("another IdP's NameQualifier", "logout_other_person"),
 ])
 def test_a_logout_request_for_someone_or_something_else_ends_nothing(
     hin: Flask, client: FlaskClient, case: str, reason: str
@@ -863,8 +865,10 @@ def test_a_logout_request_for_someone_or_something_else_ends_nothing(
         indexes = [new_id()]
     elif case == "no session index":
         indexes = []
-    else:
+    elif case == "another NameID format":
         options = {"name_id_format": "urn:oasis:names:tc:SAML:2.0:nameid-format:transient"}
+    else:
+        options = {"name_qualifier": "https://other-idp.example/idp"}
     # When the IdP (really: its signature) asks to end a session that is not this one
     request_id, url = logout_request_url(name_id, indexes, **options)
     answer = client.get(url)

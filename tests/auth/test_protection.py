@@ -156,6 +156,42 @@ def test_wrong_codes_count_towards_the_lockout(client: FlaskClient, twilio: Twil
     assert is_locked(doctor)
 
 
+def test_a_right_password_gives_back_the_place_it_took(
+    client: FlaskClient, twilio: TwilioServer
+) -> None:
+    # Given 9 failures: the next attempt takes the last place, and locks while it is checked
+    doctor = make_doctor()
+    doctor.failed_sign_ins = LOCKOUT_FAILURES - 1
+    db.session.commit()
+    # When it is the right password, it was no failure: the place is given back, the lock lifted
+    assert post_login(client, "cmuller").headers["Location"] == "/auth/code"
+    db.session.refresh(doctor)
+    assert doctor.failed_sign_ins == LOCKOUT_FAILURES - 1 and not is_locked(doctor)
+    assert events("auth.locked") == []
+    # ... and the right code signs in, starting the count again
+    assert post_code(client, code_from(twilio)).status_code == 303
+    assert signed_in_account(client) is not None
+    db.session.refresh(doctor)
+    assert doctor.failed_sign_ins == 0
+
+
+def test_after_a_lockout_each_failure_locks_again_at_once(
+    client: FlaskClient, twilio: TwilioServer
+) -> None:
+    doctor = make_doctor()
+    for _ in range(LOCKOUT_FAILURES):
+        post_login(client, "cmuller", "wrong-password")
+    db.session.execute(update(Doctor).values(
+        sign_in_locked_at=utcnow() - timedelta(minutes=15, seconds=1)))
+    db.session.commit()
+    # One more wrong password after the 15 minutes: checked, and locked again
+    assert GENERIC in page_text(post_login(client, "cmuller", "wrong-password"))
+    db.session.refresh(doctor)
+    assert is_locked(doctor)
+    assert len(events("auth.locked")) == 2
+    assert len(events("auth.failed")) == LOCKOUT_FAILURES + 1
+
+
 def test_the_desk_unlocks_at_once(client: FlaskClient, twilio: TwilioServer) -> None:
     doctor = make_doctor()
     lock(doctor)

@@ -226,7 +226,8 @@ def authn_request_id(location: str) -> str:
 
 def logout_request_xml(name_id: str, session_indexes: list[str], *,
                        destination: str | None = SLS_URL, issuer: str = IDP_ENTITY_ID,
-                       name_id_format: str | None = PERSISTENT) -> tuple[str, str]:
+                       name_id_format: str | None = PERSISTENT,
+                       name_qualifier: str | None = None) -> tuple[str, str]:
     """A LogoutRequest from the IdP naming ``name_id`` and its sessions: (its ID, the XML)."""
     request_id = new_id()
     attrs = {"ID": request_id, "Version": "2.0", "IssueInstant": saml_time(datetime.now(UTC))}
@@ -236,6 +237,8 @@ def logout_request_xml(name_id: str, session_indexes: list[str], *,
                          **attrs)
     _sub(root, SAML, "Issuer", issuer)
     name_id_attrs = {"Format": name_id_format} if name_id_format is not None else {}
+    if name_qualifier is not None:
+        name_id_attrs["NameQualifier"] = name_qualifier
     _sub(root, SAML, "NameID", name_id, **name_id_attrs)
     for index in session_indexes:
         _sub(root, SAMLP, "SessionIndex", index)
