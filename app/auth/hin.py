@@ -650,7 +650,7 @@ def _logout_refusal(settings: OneLogin_Saml2_Settings, logout_request: Any,
     It must name the person of this session's HIN sign-in (NameID, with its format and
     qualifier when given) and that sign-in's own session (SessionIndex, kept in the signed
     session cookie at sign-in). A request without SessionIndex would end every session of the
-    person: refused too, since HIN always names the session.
+    person: refused too, since a session ends here only when it is named.
     """
     hin = session.get("hin")
     identity = None
