@@ -2,8 +2,8 @@
 
 A code is bound to one attempt (a random *handle* kept in the browser's session) and stored
 only as an HMAC under ``SECRET_KEY``; the code itself is never stored, logged or audited.
-Every check is one conditional UPDATE, so two servers or two racing requests can neither use a
-code twice nor get more than 5 tries between them.
+Every check counts its try in one conditional UPDATE before the code is compared, so two servers
+or 30 racing requests can neither use a code twice nor compare more than 5 guesses between them.
 
 Services flush; the caller commits (and sends the SMS only after the commit succeeded, so that
 a code that reached a phone always exists in the database).
@@ -172,48 +172,68 @@ def resends_left(challenge: OneTimeCode) -> int:
     return max(0, MAX_SENDS - challenge.sends)
 
 
-def check(challenge: OneTimeCode, typed: str, *, now: datetime | None = None) -> Check:
-    """Checks ``typed`` against the attempt's current code and records the outcome.
-
-    A wrong code counts a try; the code is spent by the first right answer.
-    """
-    now = now or utcnow()
-    typed = "".join(typed.split())  # people type "123 456"
-    if challenge.used_at is not None:
-        return Check.USED
-    if challenge.tries >= MAX_TRIES:
-        return Check.TOO_MANY_TRIES
-    if now >= challenge.expires_at:
-        return Check.EXPIRED
-    right = (
+def _matches(challenge: OneTimeCode, typed: str) -> bool:
+    """Whether ``typed`` is the attempt's current code: the one place a code is compared."""
+    return (
         len(typed) == CODE_DIGITS
         and typed.isascii()
         and typed.isdigit()
         and hmac.compare_digest(code_hash(challenge.handle, typed), challenge.code_hash)
     )
+
+
+def take_try(challenge: OneTimeCode, *, now: datetime | None = None) -> Check | None:
+    """Counts one try of the attempt's code, before anything is compared; None when the code may
+    now be compared (:func:`compare`), else why not (used, out of tries, expired).
+
+    One conditional UPDATE checks and counts: 30 requests at the same instant get at most 5
+    tries between them, whatever their order.
+    """
+    now = now or utcnow()
     table = OneTimeCode
-    if right:
-        spent = db.session.execute(
-            update(table)
-            .where(table.id == challenge.id, table.used_at.is_(None), table.tries < MAX_TRIES,
-                   table.code_hash == challenge.code_hash)
-            .values(used_at=now)
-        )
-        db.session.refresh(challenge)
-        if isinstance(spent, CursorResult) and spent.rowcount == 1:
-            return Check.OK
-        # Another request spent it first, a resend replaced it, or the tries ran out.
-        if challenge.used_at is not None:
-            return Check.USED
-        if challenge.tries >= MAX_TRIES:
-            return Check.TOO_MANY_TRIES
-        return Check.WRONG
     counted = db.session.execute(
         update(table)
-        .where(table.id == challenge.id, table.used_at.is_(None), table.tries < MAX_TRIES)
+        .where(table.id == challenge.id, table.used_at.is_(None), table.tries < MAX_TRIES,
+               table.expires_at > now)
         .values(tries=table.tries + 1)
+        .execution_options(synchronize_session=False)
     )
     db.session.refresh(challenge)
-    if not isinstance(counted, CursorResult) or counted.rowcount != 1:
-        return Check.USED if challenge.used_at is not None else Check.TOO_MANY_TRIES
-    return Check.WRONG
+    if isinstance(counted, CursorResult) and counted.rowcount == 1:
+        return None
+    if challenge.used_at is not None:
+        return Check.USED
+    if challenge.tries >= MAX_TRIES:
+        return Check.TOO_MANY_TRIES
+    return Check.EXPIRED
+
+
+def compare(challenge: OneTimeCode, typed: str, *, now: datetime | None = None) -> Check:
+    """Compares ``typed`` with the code, once its try was taken (:func:`take_try`); the first
+    right answer spends the code (OK), a later one finds it USED."""
+    now = now or utcnow()
+    typed = "".join(typed.split())  # people type "123 456"
+    if not _matches(challenge, typed):
+        return Check.WRONG
+    table = OneTimeCode
+    spent = db.session.execute(
+        update(table)
+        .where(table.id == challenge.id, table.used_at.is_(None),
+               table.code_hash == challenge.code_hash)
+        .values(used_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    db.session.refresh(challenge)
+    if isinstance(spent, CursorResult) and spent.rowcount == 1:
+        return Check.OK
+    # Another request spent it first, or a resend replaced it meanwhile.
+    return Check.USED if challenge.used_at is not None else Check.WRONG
+
+
+def check(challenge: OneTimeCode, typed: str, *, now: datetime | None = None) -> Check:
+    """Checks ``typed`` against the attempt's current code and records the outcome: a try is
+    counted first (the right answer spends one too), then the code is compared."""
+    refused = take_try(challenge, now=now)
+    if refused is not None:
+        return refused
+    return compare(challenge, typed, now=now)

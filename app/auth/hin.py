@@ -9,10 +9,16 @@ to the application:
   browser (a binding cookie that does not depend on the session cookie, since the IdP's POST is
   cross-site), once, within 10 minutes; unsolicited (IdP-initiated) responses are refused, and
   the *signed* assertion must name the request too, not only the unsigned response envelope;
+* exactly ours: the Response's Destination and the assertion's Recipient must *equal* the ACS
+  URL, and every AudienceRestriction must name this SP (python3-saml compares by prefix or
+  substring, and accepts none at all);
 * replay: each assertion id is accepted once (``saml_assertions``) until it expires;
 * where to go next: only the path stored server-side with the request, never RelayState;
 * who signs in: the identity (IdP entity id, NameID) is linked to a doctor by GLN at the first
-  sign-in and never silently relinked; deactivated or locked accounts are refused.
+  sign-in and never silently relinked; deactivated or locked accounts are refused;
+* single logout: a LogoutRequest signed by the IdP ends this browser's session only when it
+  names this session's person and HIN session (NameID and SessionIndex kept at sign-in);
+  otherwise nothing ends and the IdP gets a LogoutResponse that says no.
 
 Every refusal shows one generic page; the precise reason (and python3-saml's error *codes*, never
 assertion content) goes to the audit trail.
@@ -46,6 +52,9 @@ from flask_babel import lazy_gettext as _l
 from onelogin.saml2.auth import OneLogin_Saml2_Auth  # type: ignore[import-untyped]
 from onelogin.saml2.constants import OneLogin_Saml2_Constants as C  # type: ignore[import-untyped]
 from onelogin.saml2.errors import OneLogin_Saml2_ValidationError  # type: ignore[import-untyped]
+from onelogin.saml2.logout_response import (  # type: ignore[import-untyped]
+    OneLogin_Saml2_Logout_Response,
+)
 from onelogin.saml2.response import OneLogin_Saml2_Response  # type: ignore[import-untyped]
 from onelogin.saml2.settings import OneLogin_Saml2_Settings  # type: ignore[import-untyped]
 from onelogin.saml2.utils import OneLogin_Saml2_Utils  # type: ignore[import-untyped]
@@ -60,6 +69,7 @@ from app.audit import Actor, record
 from app.auth.limits import address_limit, limiter
 from app.auth.saml_settings import SettingsError, load_sp_settings
 from app.auth.session import (
+    User,
     actor_for,
     current_principal,
     end_session,
@@ -67,6 +77,7 @@ from app.auth.session import (
     public,
     requires,
     safe_next,
+    signed_in,
     start_session,
     target_of,
 )
@@ -288,6 +299,43 @@ def _parse_time(value: str) -> int:
     return int(OneLogin_Saml2_Utils.parse_SAML_to_time(value))
 
 
+def _addressed_to_us(settings: OneLogin_Saml2_Settings, document: Any) -> None:
+    """The response and its (single, verified) assertion name this SP exactly, or
+    :class:`HinRejected`.
+
+    python3-saml lets through what these close: a Response without Destination, or whose
+    Destination merely *starts with* the ACS URL (``.../acs/../evil``, ``.../acs?x``); a
+    Recipient that merely *contains* it (``https://evil/?https://.../acs``), or none; an assertion
+    without AudienceRestriction. Each AudienceRestriction must name us (SAML core 2.5.1.4: all
+    of them must hold).
+    """
+    sp = settings.get_sp_data()
+    acs, entity_id = sp["assertionConsumerService"]["url"], sp["entityId"]
+    destination = document.get("Destination")
+    if destination is None:
+        raise HinRejected("wrong_destination", codes=("MISSING_DESTINATION",))
+    if destination != acs:
+        raise HinRejected("wrong_destination", codes=("WRONG_DESTINATION",))
+    assertion = "/samlp:Response/saml:Assertion"
+    restrictions = OneLogin_Saml2_XML.query(
+        document, f"{assertion}/saml:Conditions/saml:AudienceRestriction")
+    if not restrictions:
+        raise HinRejected("wrong_audience", codes=("MISSING_AUDIENCE",))
+    for restriction in restrictions:
+        audiences = [OneLogin_Saml2_XML.element_text(audience)
+                     for audience in OneLogin_Saml2_XML.query(restriction, "saml:Audience")]
+        if entity_id not in audiences:
+            raise HinRejected("wrong_audience", codes=("WRONG_AUDIENCE",))
+    confirmations = OneLogin_Saml2_XML.query(
+        document, f"{assertion}/saml:Subject/saml:SubjectConfirmation"
+        "/saml:SubjectConfirmationData")
+    recipients = [data.get("Recipient") for data in confirmations]
+    if not recipients or None in recipients:
+        raise HinRejected("wrong_recipient", codes=("MISSING_RECIPIENT",))
+    if any(recipient != acs for recipient in recipients):
+        raise HinRejected("wrong_recipient", codes=("WRONG_RECIPIENT",))
+
+
 def verify_response(settings: OneLogin_Saml2_Settings) -> Verified:
     """Check the POSTed SAMLResponse completely, or raise :class:`HinRejected`."""
     raw = request.form.get("SAMLResponse", "")
@@ -312,6 +360,7 @@ def verify_response(settings: OneLogin_Saml2_Settings) -> Verified:
         )
         if [str(value) for value in confirmed] != [saml_request.id]:
             raise HinRejected("assertion_not_for_request", codes=("WRONG_INRESPONSETO",))
+        _addressed_to_us(settings, document)
         subject = response.get_nameid()
         name_id_format = response.get_nameid_format()
         attributes = response.get_attributes()
@@ -429,7 +478,7 @@ def _activate_or_create(doctor: Doctor | None, gln: str,
     return doctor
 
 
-def _refuse(rejected: HinRejected) -> tuple[str, int]:
+def _record_rejection(rejected: HinRejected) -> None:
     details: dict[str, Any] = {"reason": rejected.reason}
     if rejected.codes:
         details["codes"] = list(rejected.codes)
@@ -441,6 +490,10 @@ def _refuse(rejected: HinRejected) -> tuple[str, int]:
         outcome="failure",
         details=details,
     )
+
+
+def _refuse(rejected: HinRejected) -> tuple[str, int]:
+    _record_rejection(rejected)
     # The request stays claimed: one answer per AuthnRequest, even a refused one.
     db.session.commit()
     return render_template("auth/hin_failed.html", message=rejected.message), rejected.status
@@ -570,6 +623,74 @@ def sls() -> BaseResponse | tuple[str, int]:
     url = auth.process_slo(keep_local_session=True)
     if auth.get_errors() or not url:
         return _refuse(HinRejected("logout_invalid", codes=tuple(auth.get_errors()[:1])))
-    end_session(reason="hin_logout")
+    logout_request = OneLogin_Saml2_XML.to_etree(auth.get_last_request_xml())
+    # python3-saml only checks that the Destination starts with our URL, and only when present.
+    if logout_request.get("Destination") != settings.get_sp_data()["singleLogoutService"]["url"]:
+        return _refuse(HinRejected("logout_wrong_destination"))
+    principal = signed_in()
+    if principal is not None:
+        refusal = _logout_refusal(settings, logout_request, principal.user)
+        if refusal is not None:
+            # Signed by the IdP, but about another person or another of their sessions: this
+            # one goes on, the IdP is told no, and the trail says why.
+            _record_rejection(HinRejected(refusal, doctor=principal.user
+                                          if isinstance(principal.user, Doctor) else None))
+            db.session.commit()
+            return redirect(_logout_answer(auth, settings, C.STATUS_REQUESTER), code=303)
+        end_session(reason="hin_logout")
+    # Without a session here there is nothing to end: the IdP is told it is done.
     db.session.commit()
     return redirect(url, code=303)
+
+
+def _logout_refusal(settings: OneLogin_Saml2_Settings, logout_request: Any,
+                    user: User) -> str | None:
+    """Why a (signed, valid) LogoutRequest does not end this session, or None when it names it.
+
+    It must name the person of this session's HIN sign-in (NameID, with its format and
+    qualifier when given) and that sign-in's own session (SessionIndex, kept in the signed
+    session cookie at sign-in). A request without SessionIndex would end every session of the
+    person: refused too, since a session ends here only when it is named.
+    """
+    hin = session.get("hin")
+    identity = None
+    if isinstance(hin, dict) and isinstance(hin.get("identity"), int):
+        identity = db.session.get(HinIdentity, hin["identity"])
+    if not isinstance(hin, dict) or identity is None or identity.doctor_id != user.id \
+            or not isinstance(user, Doctor):
+        return "logout_not_hin_session"
+    name_ids = OneLogin_Saml2_XML.query(logout_request, "/samlp:LogoutRequest/saml:NameID")
+    if len(name_ids) != 1:
+        return "logout_other_person"
+    name_id = name_ids[0]
+    if OneLogin_Saml2_XML.element_text(name_id) != identity.subject \
+            or identity.provider != settings.get_idp_data()["entityId"]:
+        return "logout_other_person"
+    given_format, kept_format = name_id.get("Format"), hin.get("format")
+    if given_format is not None and kept_format is not None and given_format != kept_format:
+        return "logout_other_person"
+    qualifier = name_id.get("NameQualifier")
+    if qualifier is not None and qualifier != identity.provider:
+        return "logout_other_person"
+    kept_index = hin.get("session_index")
+    indexes = [OneLogin_Saml2_XML.element_text(index) for index in OneLogin_Saml2_XML.query(
+        logout_request, "/samlp:LogoutRequest/samlp:SessionIndex")]
+    if not isinstance(kept_index, str) or not kept_index or kept_index not in indexes:
+        return "logout_other_session"
+    return None
+
+
+def _logout_answer(auth: OneLogin_Saml2_Auth, settings: OneLogin_Saml2_Settings,
+                   status: str) -> str:
+    """The signed LogoutResponse (HTTP-Redirect) answering the last LogoutRequest with
+    ``status``: python3-saml only builds a successful one itself."""
+    answer = OneLogin_Saml2_Logout_Response(settings)
+    answer.build(auth.get_last_message_id(), status=status)
+    parameters = {"SAMLResponse": answer.get_response()}
+    relay_state = request.args.get("RelayState")
+    if relay_state is not None:
+        parameters["RelayState"] = relay_state
+    security = settings.get_security_data()
+    if security["logoutResponseSigned"]:
+        auth.add_response_signature(parameters, security["signatureAlgorithm"])
+    return str(auth.redirect_to(auth.get_slo_response_url(), parameters))

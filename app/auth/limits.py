@@ -1,4 +1,8 @@
-"""Rate limits on the sign-in routes: per address and per login (Flask-Limiter).
+"""Rate limits on the sign-in routes: per address and route, and per account (Flask-Limiter).
+
+The per-account budget is one bucket per account, shared by every step of its sign-in. Its key
+comes from the server's side: the account the typed login names (password step), then the
+pending sign-in or the signed-in user kept in the signed session, never a form field.
 
 Storage is Redis when ``REDIS_URL`` is set, so that every app server counts the same attempts;
 otherwise memory (one process only, a laptop). A storage failure is not swallowed: sign-in
@@ -21,6 +25,7 @@ from flask_limiter.util import get_remote_address
 from limits import parse_many
 from limits.errors import StorageError
 
+from app.auth.session import account_of, accounts_for_login, signed_in
 from app.web.problems import problem_response
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -47,26 +52,57 @@ def _account_limit() -> str:
 
 
 def account_key() -> str:
-    """The account an attempt is about: the typed login, else the pending sign-in's account.
-
-    Logins are folded to lower case so that ``Dupont`` and ``dupont`` share one budget.
+    """The account a second step (code, resend, authenticator, recovery code, a password asked
+    again) is about: the signed-in user, else the pending sign-in, both from the signed session
+    that the server wrote. Never a form field: an extra ``login=`` would otherwise move each post
+    into a new bucket. Without either, the address (the step then refuses anyway).
     """
-    login = request.form.get("login")
-    if login is not None:
-        return "login:" + login.strip().casefold()[:64]
+    principal = signed_in()
+    if principal is not None:
+        return "account:" + account_of(principal.user)
     pending = session.get("pending")
-    if isinstance(pending, dict) and "account" in pending:
+    if isinstance(pending, dict) and isinstance(pending.get("account"), str):
         return "account:" + str(pending["account"])
     return "address:" + (get_remote_address() or "unknown")
 
 
-def sign_in_limits(view: F) -> F:
-    """Per address and per account limits on the POSTs of a sign-in step."""
+def login_key() -> str:
+    """The account the password step is about: the one the typed login names (the same bucket
+    as its later steps, whatever the case or spaces typed), else the folded login itself.
+
+    Computed once per request (the limiter asks once per limit).
+    """
+    cached = g.get("signin_login_key")
+    if isinstance(cached, str):
+        return cached
+    typed = request.form.get("login", "")
+    accounts = accounts_for_login(typed)
+    if len(accounts) == 1:
+        key = "account:" + account_of(accounts[0])
+    else:
+        key = "login:" + typed.strip().casefold()[:64]
+    g.signin_login_key = key
+    return key
+
+
+def _limited(view: F, key_func: Callable[[], str]) -> F:
     limited = limiter.limit(_address_limit, methods=["POST"], scope="signin-address")(view)
-    limited = limiter.limit(
-        _account_limit, key_func=account_key, methods=["POST"], scope="signin-account"
+    # One budget per account over every step (shared): the password, each code, each resend,
+    # the authenticator, a password asked again all draw on it, whichever route they post to.
+    limited = limiter.shared_limit(
+        _account_limit, scope="signin-account", key_func=key_func, methods=["POST"]
     )(limited)
     return cast(F, limited)
+
+
+def sign_in_limits(view: F) -> F:
+    """Per address and per account limits on the POSTs of a step after the password."""
+    return _limited(view, account_key)
+
+
+def password_step_limits(view: F) -> F:
+    """Per address and per account limits on the password step (``/auth/login``)."""
+    return _limited(view, login_key)
 
 
 def address_limit(view: F) -> F:

@@ -36,7 +36,7 @@ from flask import (
 )
 from flask_babel import lazy_gettext as _l
 from flask_login import LoginManager, UserMixin, current_user, login_user, logout_user
-from sqlalchemy import delete, update
+from sqlalchemy import case, delete, false, func, literal, null, or_, select, true, update
 from werkzeug.wrappers import Response as BaseResponse
 
 from app.audit import Actor, record
@@ -150,6 +150,26 @@ def account_user(account: str) -> User | None:
     if user is None or not may_sign_in(user):
         return None
     return user
+
+
+def account_of(user: User) -> str:
+    """``"doctor:<id>"`` or ``"staff:<id>"``: how a pending sign-in and a rate-limit bucket
+    name an account."""
+    return f"doctor:{user.id}" if isinstance(user, Doctor) else f"staff:{user.id}"
+
+
+def accounts_for_login(login: str) -> list[User]:
+    """The accounts a typed login names: doctors and staff share one login namespace, compared
+    without case and surrounding spaces."""
+    folded = login.strip().casefold()
+    # No login holds a NUL (PostgreSQL cannot even compare one: it would be a 500).
+    if not folded or len(folded) > 64 or "\x00" in folded:
+        return []
+    found: list[User] = list(
+        db.session.scalars(select(Doctor).where(func.lower(Doctor.login) == folded))
+    )
+    found.extend(db.session.scalars(select(StaffUser).where(func.lower(StaffUser.login) == folded)))
+    return found
 
 
 def _session_id_hash(session_id: str) -> str:
@@ -307,25 +327,93 @@ def is_locked(user: User) -> bool:
     return utcnow() < locked_at + LOCKOUT_DURATION
 
 
-def register_failure(user: User, *, stage: str) -> None:
-    """Counts one failed factor for ``user``; the 10th in a row locks sign-in. Audited.
+@dataclass(frozen=True)
+class Attempt:
+    """One evaluation of a factor (a password, an SMS or TOTP code, a recovery code), counted
+    as a failure *before* the factor is looked at (:func:`begin_attempt`)."""
 
-    Atomic: concurrent failures all count (no read-modify-write race).
+    user: User
+    #: Consecutive failures of the account, this attempt included.
+    consecutive: int
+    #: When this attempt took the last place before the lockout (it locked sign-in as it was
+    #: counted), else None.
+    locked_at: datetime | None
+
+
+def begin_attempt(user: User) -> Attempt | None:
+    """Counts one attempt of ``user``'s as a failure in advance; None when sign-in is locked.
+
+    The check and the count are one conditional UPDATE: two servers, or 30 requests at the
+    same instant, cannot both pass the check and then count, so no more factors are ever
+    evaluated than the lockout allows. The attempt that takes the 10th place locks sign-in in
+    that same statement, before its factor is checked. After a lockout has expired, each
+    attempt locks again as it is counted, so one at a time is evaluated. The caller commits at
+    once (a counted attempt stays counted, whatever happens to the request), then evaluates,
+    then calls :func:`attempt_failed`, :func:`attempt_released` or (the last factor)
+    :func:`start_session`.
     """
+    now = utcnow()
+    model = type(user)
+    consecutive = model.failed_sign_ins + 1
+    locks = consecutive >= LOCKOUT_FAILURES
+    lock_time = literal(now, model.sign_in_locked_at.type)
+    values: dict[str, Any] = {
+        "failed_sign_ins": consecutive,
+        "sign_in_locked_at": case((locks, lock_time), else_=null()),
+    }
+    if model is Doctor:
+        values["sign_in_locked"] = case((locks, true()), else_=false())
+    counted = db.session.execute(
+        update(model)
+        .where(model.id == user.id,
+               or_(model.sign_in_locked_at.is_(None),
+                   model.sign_in_locked_at <= now - LOCKOUT_DURATION))
+        .values(**values)
+        .returning(model.failed_sign_ins)
+        .execution_options(synchronize_session=False)
+    ).first()
+    db.session.refresh(user)
+    if counted is None:
+        return None
+    count = int(counted[0])
+    return Attempt(user, count, now if count >= LOCKOUT_FAILURES else None)
+
+
+def attempt_failed(attempt: Attempt, *, stage: str) -> None:
+    """The factor of a counted attempt was wrong: audited (and the lockout it caused)."""
+    user = attempt.user
+    record(actor_for(user), "auth.failed", target=target_of(user), outcome="failure",
+           details={"stage": stage, "consecutive": attempt.consecutive})
+    if attempt.locked_at is not None:
+        db.session.refresh(user)
+        if is_locked(user):  # not lifted meanwhile (the desk, or a right factor)
+            record(actor_for(user), "auth.locked", target=target_of(user), outcome="failure",
+                   details={"minutes": int(LOCKOUT_DURATION.total_seconds() // 60)})
+
+
+def attempt_released(attempt: Attempt) -> None:
+    """A counted attempt that was no failure after all (a right password with a second factor
+    still to come, or a code that could not be checked): its place is given back, and the
+    lockout it set, if any, lifted. The caller commits."""
+    user = attempt.user
     model = type(user)
     db.session.execute(
-        update(model).where(model.id == user.id)
-        .values(failed_sign_ins=model.failed_sign_ins + 1)
+        update(model).where(model.id == user.id, model.failed_sign_ins > 0)
+        .values(failed_sign_ins=model.failed_sign_ins - 1)
+        .execution_options(synchronize_session=False)
     )
+    if attempt.locked_at is not None:
+        values: dict[str, Any] = {"sign_in_locked_at": None}
+        if model is Doctor:
+            values["sign_in_locked"] = False
+        # Only this attempt's own lock: never one set later by another attempt.
+        db.session.execute(
+            update(model)
+            .where(model.id == user.id, model.sign_in_locked_at == attempt.locked_at)
+            .values(**values)
+            .execution_options(synchronize_session=False)
+        )
     db.session.refresh(user)
-    record(actor_for(user), "auth.failed", target=target_of(user), outcome="failure",
-           details={"stage": stage, "consecutive": user.failed_sign_ins})
-    if user.failed_sign_ins >= LOCKOUT_FAILURES and not is_locked(user):
-        user.sign_in_locked_at = utcnow()
-        if isinstance(user, Doctor):
-            user.sign_in_locked = True
-        record(actor_for(user), "auth.locked", target=target_of(user), outcome="failure",
-               details={"minutes": int(LOCKOUT_DURATION.total_seconds() // 60)})
 
 
 def unlock(user: User, actor: Actor) -> None:

@@ -40,7 +40,7 @@ from werkzeug.wrappers import Response as BaseResponse
 
 from app.audit import Actor, record
 from app.auth import codes, totp
-from app.auth.limits import sign_in_limits
+from app.auth.limits import password_step_limits, sign_in_limits
 from app.auth.passwords import (
     MAX_LENGTH,
     check_new_password,
@@ -51,9 +51,15 @@ from app.auth.passwords import (
 )
 from app.auth.session import (
     ROLES,
+    Attempt,
     User,
+    account_of,
     account_user,
+    accounts_for_login,
     actor_for,
+    attempt_failed,
+    attempt_released,
+    begin_attempt,
     burn_password_check,
     current_principal,
     end_every_session,
@@ -62,7 +68,6 @@ from app.auth.session import (
     may_sign_in,
     principal_for,
     public,
-    register_failure,
     requires,
     requires_fresh_password_check,
     safe_next,
@@ -105,10 +110,6 @@ CODE_WRONG = _l("Code incorrect.")
 # --- the pending sign-in -------------------------------------------------------------------
 
 
-def _account_of(user: User) -> str:
-    return f"doctor:{user.id}" if isinstance(user, Doctor) else f"staff:{user.id}"
-
-
 def _forget_csrf_token() -> None:
     """After the session was cleared: the CSRF token Flask-WTF cached for this request (on
     ``g``) belongs to the old session, so a form rendered from here on must get a new one."""
@@ -128,7 +129,7 @@ def _fresh_session() -> None:
 def _begin_pending(user: User, stage: Stage, next_path: str, handle: str | None = None) -> None:
     _fresh_session()
     session["pending"] = {
-        "account": _account_of(user),
+        "account": account_of(user),
         "stage": stage,
         "next": next_path,
         "handle": handle,
@@ -192,26 +193,19 @@ def _finish(user: User, next_path: str, *, method: str, note: str | None = None)
     return redirect(next_path, code=303)
 
 
-def _fold_login(login: str) -> str:
-    return login.strip().casefold()
-
-
-def _accounts_for(login: str) -> list[User]:
-    """Doctors and staff share one login namespace, compared case-insensitively."""
-    folded = _fold_login(login)
-    # No login holds a NUL (PostgreSQL cannot even compare one: it would be a 500).
-    if not folded or len(folded) > 64 or "\x00" in folded:
-        return []
-    found: list[User] = list(
-        db.session.scalars(select(Doctor).where(func.lower(Doctor.login) == folded))
-    )
-    found.extend(db.session.scalars(select(StaffUser).where(func.lower(StaffUser.login) == folded)))
-    return found
-
-
 def _refuse(user: User, reason: str, stage: str) -> None:
     record(actor_for(user), "auth.refused", target=target_of(user), outcome="rejected",
            details={"stage": stage, "reason": reason})
+
+
+def _count_attempt(user: User, stage: str) -> Attempt | None:
+    """Counts this attempt as a failure before its factor is looked at, committed at once (see
+    :func:`begin_attempt`); None, audited, when sign-in is locked: nothing is then checked."""
+    attempt = begin_attempt(user)
+    if attempt is None:
+        _refuse(user, "locked", stage)
+    db.session.commit()
+    return attempt
 
 
 # --- step 1: login and password ------------------------------------------------------------
@@ -228,7 +222,7 @@ def _login_page(error: Any = None, login: str = "", next_path: str = "/",
 
 @bp.route("/login", methods=["GET", "POST"])
 @public
-@sign_in_limits
+@password_step_limits
 def login() -> BaseResponse | tuple[str, int]:
     if request.method == "GET":
         next_path = safe_next(request.args.get("next"))
@@ -245,7 +239,7 @@ def login() -> BaseResponse | tuple[str, int]:
                            shown_login, next_path)
     password = password[:MAX_TYPED_PASSWORD]
 
-    accounts = _accounts_for(typed_login)
+    accounts = accounts_for_login(typed_login)
     if len(accounts) != 1:
         # Unknown (or, by a data error, ambiguous) login: the same argon2 work as a known one.
         burn_password_check(password)
@@ -270,11 +264,17 @@ def login() -> BaseResponse | tuple[str, int]:
         db.session.commit()
         return _login_page(SIGN_IN_FAILED, shown_login, next_path)
 
+    attempt = _count_attempt(user, "password")
+    if attempt is None:  # locked since the check above
+        burn_password_check(password)
+        return _login_page(SIGN_IN_FAILED, shown_login, next_path)
     assert user.password_hash is not None  # noqa: S101 - checked just above
     if not verify_password(user.password_hash, password):
-        register_failure(user, stage="password")
+        attempt_failed(attempt, stage="password")
         db.session.commit()
         return _login_page(SIGN_IN_FAILED, shown_login, next_path)
+    # The right password is no failure; the second factor decides the sign-in.
+    attempt_released(attempt)
 
     if needs_rehash(user.password_hash):
         user.password_hash = hash_password(password)
@@ -353,19 +353,25 @@ def code() -> BaseResponse | tuple[str, int]:
     if request.method == "GET":
         return _code_page(challenge)
 
-    if is_locked(doctor):
-        _refuse(doctor, "locked", "code")
-        db.session.commit()
-        return _restart(SIGN_IN_FAILED)
-    outcome = codes.check(challenge, request.form.get("code", "")[:32])
+    # The code's own try first, then the account's place before the lockout: both counted
+    # (and committed) before the code is compared, so that neither can be outrun.
+    outcome = codes.take_try(challenge)
+    attempt = None
+    if outcome is None:
+        attempt = _count_attempt(doctor, "code")
+        if attempt is None:
+            return _restart(SIGN_IN_FAILED)
+        outcome = codes.compare(challenge, request.form.get("code", "")[:32])
     if outcome is codes.Check.OK:
         return _finish(doctor, safe_next(pending.get("next")), method="sms")
-    if outcome is codes.Check.WRONG:
-        register_failure(doctor, stage="code")
+    if outcome is codes.Check.WRONG and attempt is not None:
+        attempt_failed(attempt, stage="code")
         db.session.commit()
-        if is_locked(doctor):
+        if attempt.locked_at is not None:
             return _restart(SIGN_IN_FAILED)
         return _code_page(challenge, CODE_WRONG)
+    if attempt is not None:  # the right code, spent meanwhile by another request: no failure
+        attempt_released(attempt)
     db.session.commit()
     if outcome is codes.Check.EXPIRED:
         return _code_page(challenge, _("Ce code a expiré. Demandez un nouveau code, ou "
@@ -428,9 +434,8 @@ def totp_check() -> BaseResponse | tuple[str, int]:
     if request.method == "GET":
         return render_template("auth/totp.html", error=None), 200
 
-    if is_locked(staff):
-        _refuse(staff, "locked", "totp")
-        db.session.commit()
+    attempt = _count_attempt(staff, "totp")
+    if attempt is None:
         return _restart(SIGN_IN_FAILED)
     typed = request.form.get("code", "")[:64]
     actor = actor_for(staff)
@@ -447,9 +452,9 @@ def totp_check() -> BaseResponse | tuple[str, int]:
                            note=note)
     elif verify_staff_totp(staff, typed, now, actor):
         return _finish(staff, safe_next(pending.get("next")), method="totp")
-    register_failure(staff, stage="totp")
+    attempt_failed(attempt, stage="totp")
     db.session.commit()
-    if is_locked(staff):
+    if attempt.locked_at is not None:
         return _restart(SIGN_IN_FAILED)
     return render_template("auth/totp.html", error=CODE_WRONG), 200
 
@@ -479,9 +484,8 @@ def totp_enrol() -> BaseResponse | tuple[str, int]:
         return _restart()
     error = None
     if request.method == "POST":
-        if is_locked(staff):
-            _refuse(staff, "locked", "totp_enrol")
-            db.session.commit()
+        attempt = _count_attempt(staff, "totp_enrol")
+        if attempt is None:
             return _restart(SIGN_IN_FAILED)
         actor = actor_for(staff)
         if verify_staff_totp(staff, request.form.get("code", "")[:64], utcnow(), actor):
@@ -492,9 +496,9 @@ def totp_enrol() -> BaseResponse | tuple[str, int]:
             _keep_recovery_codes(staff, recovery, next_path)
             db.session.commit()
             return redirect(url_for("auth.recovery_codes"), code=303)
-        register_failure(staff, stage="totp_enrol")
+        attempt_failed(attempt, stage="totp_enrol")
         db.session.commit()
-        if is_locked(staff):
+        if attempt.locked_at is not None:
             return _restart(SIGN_IN_FAILED)
         error = CODE_WRONG
     secret = totp_secret(staff)
@@ -503,6 +507,21 @@ def totp_enrol() -> BaseResponse | tuple[str, int]:
         qr_svg=_qr_svg(totp.provisioning_uri(secret, staff.login)),
         secret=_grouped(secret),
     ), 200
+
+
+def _password_again(user: User, password: str) -> bool:
+    """The signed-in user's password, asked again before a sensitive change. Counted like a
+    sign-in attempt: a wrong one towards the lockout, and a locked account's is not checked."""
+    attempt = _count_attempt(user, "reauth")
+    if attempt is None:
+        burn_password_check(password)  # the same work as a check
+        return False
+    if requires_fresh_password_check(user, password):
+        attempt_released(attempt)
+        return True
+    attempt_failed(attempt, stage="reauth")
+    db.session.commit()
+    return False
 
 
 # --- recovery codes: shown once ------------------------------------------------------------
@@ -570,10 +589,7 @@ def regenerate_recovery_codes() -> BaseResponse | tuple[str, int]:
     """New recovery codes (the old ones stop working), after the password is asked again."""
     staff = current_principal().staff
     password = request.form.get("password", "")[:MAX_TYPED_PASSWORD]
-    if not password or not requires_fresh_password_check(staff, password):
-        if password:
-            register_failure(staff, stage="reauth")
-            db.session.commit()
+    if not password or not _password_again(staff, password):
         return render_template("auth/recovery_codes.html", codes=None, next_path="/",
                                error=_("Mot de passe incorrect.")), 200
     recovery = issue_recovery_codes(staff, actor_for(staff))
@@ -619,9 +635,7 @@ def change_password() -> BaseResponse | tuple[str, int]:
     new = request.form.get("new_password", "")
     confirm = request.form.get("confirm_password", "")
     errors: list[str] = []
-    if not forced and not requires_fresh_password_check(user, current):
-        register_failure(user, stage="reauth")
-        db.session.commit()
+    if not forced and not _password_again(user, current):
         errors.append(_("Le mot de passe actuel est incorrect."))
         return render_template("auth/password.html", forced=forced, errors=errors), 200
     if new != confirm:

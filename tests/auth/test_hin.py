@@ -29,10 +29,13 @@ from tests.support.saml_idp import (
     ACS_URL,
     DS,
     IDP_ENTITY_ID,
+    IDP_SLO_URL,
     SAML,
     SAMLP,
+    SLS_URL,
     SP_BASE,
     SP_ENTITY_ID,
+    SUCCESS,
     Attack,
     assertion_element,
     assertion_of,
@@ -41,7 +44,9 @@ from tests.support.saml_idp import (
     encode,
     evil_copy,
     keypair,
+    logout_request_url,
     new_id,
+    redirect_message,
     set_attribute,
 )
 
@@ -319,6 +324,58 @@ def test_another_destination_is_refused(hin: Flask, client: FlaskClient) -> None
     response = build(Attack(in_response_to=start(client),
                             destination="https://other-sp.example/acs"))
     assert_refused(post(client, response), "invalid_response", "WRONG_DESTINATION")
+
+
+# python3-saml accepts an assertion without AudienceRestriction, a Destination that only starts
+# with the ACS URL (or none), and a Recipient that only contains it (or none). Each of these,
+# signed by the IdP, is refused by our own exact checks (the reason names which).
+
+
+def test_an_assertion_without_audience_restriction_is_refused(
+    hin: Flask, client: FlaskClient
+) -> None:
+    add_doctor(state="active")
+    response = build(Attack(in_response_to=start(client), audience=None))
+    assert_refused(post(client, response), "wrong_audience", "MISSING_AUDIENCE")
+    assert signed_in_as(client) is None
+
+
+def test_an_audience_restriction_for_another_sp_beside_ours_is_refused(
+    hin: Flask, client: FlaskClient
+) -> None:
+    # Two AudienceRestrictions must both hold (SAML core 2.5.1.4): the second excludes us.
+    add_doctor(state="active")
+    response = build(Attack(in_response_to=start(client),
+                            other_audience_restriction="https://other-sp.example"))
+    assert_refused(post(client, response), "wrong_audience", "WRONG_AUDIENCE")
+
+
+@pytest.mark.parametrize("recipient", [
+    f"{ACS_URL}/../evil", f"{ACS_URL}?x", f"https://evil.example/?{ACS_URL}", f"{ACS_URL}x",
+    None,
+])
+def test_a_recipient_other_than_the_acs_exactly_is_refused(
+    hin: Flask, client: FlaskClient, recipient: str | None
+) -> None:
+    add_doctor(state="active")
+    response = build(Attack(in_response_to=start(client), recipient=recipient))
+    code = "MISSING_RECIPIENT" if recipient is None else "WRONG_RECIPIENT"
+    assert_refused(post(client, response), "wrong_recipient", code)
+    assert signed_in_as(client) is None
+
+
+@pytest.mark.parametrize("destination", [
+    f"{ACS_URL}/../evil", f"{ACS_URL}?x", f"{ACS_URL}/x", f"{ACS_URL}x",
+    ACS_URL.replace("relais.test", "RELAIS.TEST"), None,
+])
+def test_a_destination_other_than_the_acs_exactly_is_refused(
+    hin: Flask, client: FlaskClient, destination: str | None
+) -> None:
+    add_doctor(state="active")
+    response = build(Attack(in_response_to=start(client), destination=destination))
+    code = "MISSING_DESTINATION" if destination is None else "WRONG_DESTINATION"
+    assert_refused(post(client, response), "wrong_destination", code)
+    assert signed_in_as(client) is None
 
 
 def test_an_expired_assertion_is_refused(hin: Flask, client: FlaskClient) -> None:
@@ -755,33 +812,128 @@ def test_an_unsigned_logout_request_signs_nobody_out(hin: Flask, client: FlaskCl
     assert rejections()[-1]["reason"] == "logout_unsigned"
 
 
-def test_a_logout_request_signed_by_the_idp_ends_the_session(
-    hin: Flask, client: FlaskClient
-) -> None:
-    from app.auth.dev_idp import redirect_binding_url
+def hin_sign_in(client: FlaskClient, **attack: Any) -> Attack:
+    """A HIN sign-in of the active doctor Claire Muller; returns what the IdP asserted."""
+    used = Attack(in_response_to=start(client), **attack)
+    answer = post(client, build(used))
+    assert answer.status_code == 303, rejections()
+    return used
 
+
+def logout_status(answer: Any, request_id: str) -> str:
+    """The status of our LogoutResponse, sent back to the IdP signed."""
+    location = answer.headers["Location"]
+    assert location.startswith(f"{IDP_SLO_URL}?SAMLResponse="), location
+    assert "Signature=" in location and "SigAlg=" in location
+    message = redirect_message(location)
+    assert message.get("InResponseTo") == request_id
+    return str(message.find(f"{{{SAMLP}}}Status/{{{SAMLP}}}StatusCode").get("Value"))
+
+
+def test_a_logout_request_for_this_session_ends_it(hin: Flask, client: FlaskClient) -> None:
     add_doctor(state="active")
-    post(client, build(Attack(in_response_to=start(client))))
-    now = utcnow()
-    xml = (
-        f'<samlp:LogoutRequest xmlns:samlp="{SAMLP}" xmlns:saml="{SAML}" ID="{new_id()}" '
-        f'Version="2.0" IssueInstant="{now.strftime("%Y-%m-%dT%H:%M:%SZ")}" '
-        f'Destination="{SP_BASE}/auth/hin/logout"><saml:Issuer>{IDP_ENTITY_ID}</saml:Issuer>'
-        f'<saml:NameID>hin-subject-0001</saml:NameID></samlp:LogoutRequest>'
-    )
-    key, _ = keypair("idp")
-    url = redirect_binding_url(f"{SP_BASE}/auth/hin/logout", "SAMLRequest", xml, None, key)
+    signed = hin_sign_in(client)
+    request_id, url = logout_request_url(signed.name_id, [new_id(), signed.session_index],
+                                         name_qualifier=IDP_ENTITY_ID)
     answer = client.get(url)
     assert answer.status_code == 303, rejections()
-    assert answer.headers["Location"].startswith("https://idp.hin.test/slo?SAMLResponse=")
+    assert logout_status(answer, request_id) == SUCCESS
     assert signed_in_as(client) is None
-    # The same message signed by another key: refused.
-    post(client, build(Attack(in_response_to=start(client))))
-    attacker_key, _ = keypair("attacker")
-    forged = redirect_binding_url(f"{SP_BASE}/auth/hin/logout", "SAMLRequest", xml, None,
-                                  attacker_key)
-    assert client.get(forged).status_code == 400
+    assert rejections() == []
+    ended = db.session.scalars(select(AuditEvent).where(
+        AuditEvent.action == "auth.signed_out")).all()
+    assert [e.details["reason"] for e in ended] == ["hin_logout"]
+
+
+@pytest.mark.parametrize(("case", "reason"), [
+    ("another person", "logout_other_person"),
+    ("another session of the same person", "logout_other_session"),
+    ("no session index", "logout_other_session"),
+    ("another NameID format", "logout_other_person"),
+    ("another IdP's NameQualifier", "logout_other_person"),
+])
+def test_a_logout_request_for_someone_or_something_else_ends_nothing(
+    hin: Flask, client: FlaskClient, case: str, reason: str
+) -> None:
+    # Given Claire Muller signed in through HIN in this browser
+    doctor = add_doctor(state="active")
+    signed = hin_sign_in(client)
+    name_id, indexes, options = signed.name_id, [signed.session_index], {}
+    if case == "another person":
+        name_id = "hin-subject-0002"
+    elif case == "another session of the same person":
+        indexes = [new_id()]
+    elif case == "no session index":
+        indexes = []
+    elif case == "another NameID format":
+        options = {"name_id_format": "urn:oasis:names:tc:SAML:2.0:nameid-format:transient"}
+    else:
+        options = {"name_qualifier": "https://other-idp.example/idp"}
+    # When the IdP (really: its signature) asks to end a session that is not this one
+    request_id, url = logout_request_url(name_id, indexes, **options)
+    answer = client.get(url)
+    # Then this session goes on, the IdP is told no, and the refusal is audited
+    assert answer.status_code == 303
+    assert logout_status(answer, request_id) == "urn:oasis:names:tc:SAML:2.0:status:Requester"
+    assert signed_in_as(client) == f"doctor:{doctor.id}:0"
+    assert client.get("/documents").status_code == 200
+    last = rejections()[-1]
+    assert last["reason"] == reason, last
+    refused = db.session.scalars(select(AuditEvent).where(
+        AuditEvent.action == "auth.hin_rejected")).all()[-1]
+    assert refused.target == "doctor:7601000000019"
+    assert "hin-subject" not in audit_text()  # no NameID in the trail
+
+
+def test_a_logout_request_ends_no_session_signed_in_by_password(
+    hin: Flask, client: FlaskClient
+) -> None:
+    from tests.support.signin import sign_in_as
+
+    doctor = add_doctor(state="active", login="cmuller")
+    sign_in_as(client, doctor)
+    request_id, url = logout_request_url("hin-subject-0001", [new_id()])
+    answer = client.get(url)
+    assert logout_status(answer, request_id) == "urn:oasis:names:tc:SAML:2.0:status:Requester"
     assert signed_in_as(client) is not None
+    assert rejections()[-1]["reason"] == "logout_not_hin_session"
+
+
+@pytest.mark.parametrize("destination", [f"{SLS_URL}/../evil", f"{SLS_URL}?x", None])
+def test_a_logout_request_to_another_destination_is_refused(
+    hin: Flask, client: FlaskClient, destination: str | None
+) -> None:
+    add_doctor(state="active")
+    signed = hin_sign_in(client)
+    _, url = logout_request_url(signed.name_id, [signed.session_index],
+                                destination=destination)
+    answer = client.get(url)
+    assert answer.status_code == 400
+    assert FAILED in answer.get_data(as_text=True)
+    assert rejections()[-1]["reason"] == "logout_wrong_destination"
+    assert signed_in_as(client) is not None
+
+
+def test_a_logout_request_signed_by_another_key_is_refused(
+    hin: Flask, client: FlaskClient
+) -> None:
+    add_doctor(state="active")
+    signed = hin_sign_in(client)
+    _, url = logout_request_url(signed.name_id, [signed.session_index], key_name="attacker")
+    answer = client.get(url)
+    assert answer.status_code == 400
+    assert rejections()[-1]["reason"] == "logout_invalid"
+    assert signed_in_as(client) is not None
+
+
+def test_without_a_session_a_logout_request_is_answered_success(
+    hin: Flask, client: FlaskClient
+) -> None:
+    # The IdP ends a session this browser no longer has here: nothing to end, and it is told so.
+    request_id, url = logout_request_url("hin-subject-0001", [new_id()])
+    answer = client.get(url)
+    assert logout_status(answer, request_id) == SUCCESS
+    assert rejections() == []
 
 
 def test_the_test_idp_signs_verifiably() -> None:

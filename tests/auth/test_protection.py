@@ -30,6 +30,7 @@ from tests.auth.test_login import (
     events,
     isolated_client_fixture,  # noqa: F401
     make_doctor,
+    make_staff,
     page_text,
     post_code,
     post_login,
@@ -155,6 +156,42 @@ def test_wrong_codes_count_towards_the_lockout(client: FlaskClient, twilio: Twil
     assert is_locked(doctor)
 
 
+def test_a_right_password_gives_back_the_place_it_took(
+    client: FlaskClient, twilio: TwilioServer
+) -> None:
+    # Given 9 failures: the next attempt takes the last place, and locks while it is checked
+    doctor = make_doctor()
+    doctor.failed_sign_ins = LOCKOUT_FAILURES - 1
+    db.session.commit()
+    # When it is the right password, it was no failure: the place is given back, the lock lifted
+    assert post_login(client, "cmuller").headers["Location"] == "/auth/code"
+    db.session.refresh(doctor)
+    assert doctor.failed_sign_ins == LOCKOUT_FAILURES - 1 and not is_locked(doctor)
+    assert events("auth.locked") == []
+    # ... and the right code signs in, starting the count again
+    assert post_code(client, code_from(twilio)).status_code == 303
+    assert signed_in_account(client) is not None
+    db.session.refresh(doctor)
+    assert doctor.failed_sign_ins == 0
+
+
+def test_after_a_lockout_each_failure_locks_again_at_once(
+    client: FlaskClient, twilio: TwilioServer
+) -> None:
+    doctor = make_doctor()
+    for _ in range(LOCKOUT_FAILURES):
+        post_login(client, "cmuller", "wrong-password")
+    db.session.execute(update(Doctor).values(
+        sign_in_locked_at=utcnow() - timedelta(minutes=15, seconds=1)))
+    db.session.commit()
+    # One more wrong password after the 15 minutes: checked, and locked again
+    assert GENERIC in page_text(post_login(client, "cmuller", "wrong-password"))
+    db.session.refresh(doctor)
+    assert is_locked(doctor)
+    assert len(events("auth.locked")) == 2
+    assert len(events("auth.failed")) == LOCKOUT_FAILURES + 1
+
+
 def test_the_desk_unlocks_at_once(client: FlaskClient, twilio: TwilioServer) -> None:
     doctor = make_doctor()
     lock(doctor)
@@ -205,12 +242,138 @@ def test_guessing_codes_meets_the_rate_limit(
 ) -> None:
     app.config["RATELIMIT_SIGNIN_PER_ACCOUNT"] = "3 per minute"
     make_doctor()
-    post_login(client, "cmuller")
+    post_login(client, "cmuller")  # the password step draws on the account's budget too
     csrf = token(client, "/auth/code")
     statuses = [client.post("/auth/code", data={"csrf_token": csrf, "code": "000000"},
                             environ_base={"REMOTE_ADDR": f"192.0.2.{i}"}).status_code
-                for i in range(4)]
-    assert statuses == [200, 200, 200, 429]
+                for i in range(3)]
+    assert statuses == [200, 200, 429]
+
+
+# --- the account's budget: chosen by the server, never by a form field --------------------
+#
+# Each step is posted with fields an attacker adds to land in a new bucket each time (another
+# login, an account, a pending sign-in), from a new address each time. The per-account budget
+# of 3 must still stop the 4th post: the bucket is the account's, taken from the server's side.
+
+
+def _junk(i: int) -> dict[str, str]:
+    return {"login": f"someone-else-{i}", "account": f"doctor:{1000 + i}",
+            "pending": f"staff:{i}", "handle": f"h{i}", "next": f"/x{i}"}
+
+
+def _step_password(app: Flask, client: FlaskClient, twilio: TwilioServer) -> Any:
+    make_doctor()
+    csrf = token(client)
+    spellings = ["cmuller", " CMuller", "CMULLER ", "cMuLLeR"]
+
+    def post(i: int) -> Any:
+        return client.post("/auth/login", data={
+            **_junk(i), "csrf_token": csrf, "login": spellings[i], "password": f"wrong-{i}"},
+            environ_base={"REMOTE_ADDR": f"192.0.2.{i}"})
+    return post
+
+
+def _after_password(client: FlaskClient, login: str, path: str, data: dict[str, str],
+                    page: str | None = None) -> Any:
+    """Signs in with the password, then posts ``data`` (and junk) to the step at ``path``."""
+    assert post_login(client, login).status_code == 303
+    csrf = token(client, page or path)
+
+    def post(i: int) -> Any:
+        return client.post(path, data={**_junk(i), **data, "csrf_token": csrf},
+                           environ_base={"REMOTE_ADDR": f"192.0.2.{i}"})
+    return post
+
+
+def _step_code(app: Flask, client: FlaskClient, twilio: TwilioServer) -> Any:
+    make_doctor()
+    return _after_password(client, "cmuller", "/auth/code", {"code": "000000"})
+
+
+def _step_resend(app: Flask, client: FlaskClient, twilio: TwilioServer) -> Any:
+    make_doctor()
+    return _after_password(client, "cmuller", "/auth/code/resend", {}, page="/auth/code")
+
+
+def _step_totp(app: Flask, client: FlaskClient, twilio: TwilioServer) -> Any:
+    make_staff()
+    return _after_password(client, "m.dupont", "/auth/totp", {"code": "000000"})
+
+
+def _step_recovery_code(app: Flask, client: FlaskClient, twilio: TwilioServer) -> Any:
+    make_staff()
+    return _after_password(client, "m.dupont", "/auth/totp", {"code": "aaaa-bbbb-cccc-dddd"})
+
+
+def _step_totp_enrol(app: Flask, client: FlaskClient, twilio: TwilioServer) -> Any:
+    make_staff(enrolled=False)
+    return _after_password(client, "m.dupont", "/auth/totp/enrol", {"code": "000000"})
+
+
+def _signed_in(client: FlaskClient, user: Any, path: str, page: str,
+               data: dict[str, str]) -> Any:
+    sign_in_as(client, user)
+    csrf = token(client, page)
+
+    def post(i: int) -> Any:
+        return client.post(path, data={**_junk(i), **data, "csrf_token": csrf},
+                           environ_base={"REMOTE_ADDR": f"192.0.2.{i}"})
+    return post
+
+
+def _step_password_again(app: Flask, client: FlaskClient, twilio: TwilioServer) -> Any:
+    return _signed_in(client, make_doctor(), "/auth/password", "/auth/password", {
+        "current_password": "wrong", "new_password": "x", "confirm_password": "x"})
+
+
+def _step_recovery_codes_again(app: Flask, client: FlaskClient, twilio: TwilioServer) -> Any:
+    return _signed_in(client, make_staff(), "/auth/recovery-codes", "/auth/recovery-codes",
+                      {"password": "wrong"})
+
+
+STEPS = {
+    "password": (_step_password, 0),
+    "code": (_step_code, 1),
+    "resend": (_step_resend, 1),
+    "totp": (_step_totp, 1),
+    "recovery_code": (_step_recovery_code, 1),
+    "totp_enrol": (_step_totp_enrol, 1),
+    "password_again": (_step_password_again, 0),
+    "recovery_codes_again": (_step_recovery_codes_again, 0),
+}
+
+
+@pytest.mark.parametrize("step", list(STEPS))
+def test_form_fields_never_choose_the_account_bucket(
+    app: Flask, client: FlaskClient, twilio: TwilioServer, step: str
+) -> None:
+    setup, used = STEPS[step]
+    # A budget of 3 posts of this account's, after what reaching the step used of it
+    app.config["RATELIMIT_SIGNIN_PER_ACCOUNT"] = f"{3 + used} per minute"
+    app.config["RATELIMIT_SIGNIN_PER_ADDRESS"] = "1000 per minute"
+    post = setup(app, client, twilio)
+    statuses = [post(i).status_code for i in range(4)]
+    assert all(status != 429 for status in statuses[:3]), statuses
+    assert statuses[3] == 429, statuses
+
+
+def test_two_browsers_of_one_account_share_its_budget_and_others_keep_theirs(
+    app: Flask, client: FlaskClient, twilio: TwilioServer
+) -> None:
+    app.config["RATELIMIT_SIGNIN_PER_ACCOUNT"] = "4 per minute"
+    make_doctor()
+    make_doctor("lrochat", gln="7601000000026")
+    laptop, phone, other = app.test_client(), app.test_client(), app.test_client()
+    for browser in (laptop, phone):
+        assert post_login(browser, "cmuller").status_code == 303  # 2 of 4
+    assert post_code(laptop, "000000").status_code == 200  # 3
+    assert post_code(phone, "000000").status_code == 200  # 4
+    assert post_code(laptop, "000000").status_code == 429
+    assert post_code(phone, "000000").status_code == 429
+    # Another doctor's budget is untouched
+    assert post_login(other, "lrochat").status_code == 303
+    assert post_code(other, "000000").status_code == 200
 
 
 # --- session fixation ---------------------------------------------------------------------

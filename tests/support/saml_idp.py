@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import cache
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 import xmlsec
 from cryptography import x509
@@ -36,6 +36,9 @@ IDP_ENTITY_ID = "https://idp.hin.test/idp"
 SP_BASE = "http://relais.test"
 SP_ENTITY_ID = f"{SP_BASE}/auth/hin/metadata"
 ACS_URL = f"{SP_BASE}/auth/hin/acs"
+SLS_URL = f"{SP_BASE}/auth/hin/logout"
+IDP_SLO_URL = "https://idp.hin.test/slo"
+RSA_SHA256 = "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256"
 
 
 @cache
@@ -97,9 +100,16 @@ class Attack:
     in_response_to: str | None
     #: The signed assertion's own InResponseTo; defaults to ``in_response_to``.
     assertion_in_response_to: str | None = "same"
-    destination: str = ACS_URL
-    recipient: str = ACS_URL
-    audience: str = SP_ENTITY_ID
+    #: The Response's Destination; None leaves the attribute out.
+    destination: str | None = ACS_URL
+    #: The SubjectConfirmationData's Recipient; None leaves the attribute out.
+    recipient: str | None = ACS_URL
+    #: The AudienceRestriction's Audience; None leaves the AudienceRestriction out.
+    audience: str | None = SP_ENTITY_ID
+    #: A second AudienceRestriction, for this other audience only.
+    other_audience_restriction: str | None = None
+    #: The AuthnStatement's SessionIndex (what a LogoutRequest names later).
+    session_index: str = field(default_factory=new_id)
     issuer: str = IDP_ENTITY_ID
     name_id: str = "hin-subject-0001"
     attributes: dict[str, str] = field(default_factory=lambda: {
@@ -128,16 +138,20 @@ def assertion_element(attack: Attack) -> Any:
     subject = _sub(assertion, SAML, "Subject")
     _sub(subject, SAML, "NameID", attack.name_id, Format=PERSISTENT)
     confirmation = _sub(subject, SAML, "SubjectConfirmation", Method=BEARER)
-    data = {"NotOnOrAfter": until, "Recipient": attack.recipient}
+    data = {"NotOnOrAfter": until}
+    if attack.recipient is not None:
+        data["Recipient"] = attack.recipient
     if irt is not None:
         data["InResponseTo"] = irt
     _sub(confirmation, SAML, "SubjectConfirmationData", **data)
     conditions = _sub(assertion, SAML, "Conditions",
                       NotBefore=saml_time(now - timedelta(seconds=30)), NotOnOrAfter=until)
-    restriction = _sub(conditions, SAML, "AudienceRestriction")
-    _sub(restriction, SAML, "Audience", attack.audience)
+    for audience in (attack.audience, attack.other_audience_restriction):
+        if audience is not None:
+            restriction = _sub(conditions, SAML, "AudienceRestriction")
+            _sub(restriction, SAML, "Audience", audience)
     statement = _sub(assertion, SAML, "AuthnStatement", AuthnInstant=saml_time(now),
-                     SessionIndex=new_id())
+                     SessionIndex=attack.session_index)
     context = _sub(statement, SAML, "AuthnContext")
     _sub(context, SAML, "AuthnContextClassRef",
          "urn:oasis:names:tc:SAML:2.0:ac:classes:PasswordProtectedTransport")
@@ -151,8 +165,9 @@ def assertion_element(attack: Attack) -> Any:
 def response_element(attack: Attack, assertion: Any | None = None) -> Any:
     """A Response around ``assertion`` (built from ``attack`` when None), signed as asked."""
     now = datetime.now(UTC) - attack.age
-    attrs = {"ID": new_id(), "Version": "2.0", "IssueInstant": saml_time(now),
-             "Destination": attack.destination}
+    attrs = {"ID": new_id(), "Version": "2.0", "IssueInstant": saml_time(now)}
+    if attack.destination is not None:
+        attrs["Destination"] = attack.destination
     if attack.in_response_to is not None:
         attrs["InResponseTo"] = attack.in_response_to
     response = etree.Element(f"{{{SAMLP}}}Response", nsmap={"samlp": SAMLP, "saml": SAML},
@@ -204,3 +219,59 @@ def authn_request_id(location: str) -> str:
     xml = zlib.decompress(base64.b64decode(query["SAMLRequest"][0]), -15)
     root = etree.fromstring(xml)
     return str(root.get("ID"))
+
+
+# --- single logout: the IdP's LogoutRequest (HTTP-Redirect binding) -------------------------
+
+
+def logout_request_xml(name_id: str, session_indexes: list[str], *,
+                       destination: str | None = SLS_URL, issuer: str = IDP_ENTITY_ID,
+                       name_id_format: str | None = PERSISTENT,
+                       name_qualifier: str | None = None) -> tuple[str, str]:
+    """A LogoutRequest from the IdP naming ``name_id`` and its sessions: (its ID, the XML)."""
+    request_id = new_id()
+    attrs = {"ID": request_id, "Version": "2.0", "IssueInstant": saml_time(datetime.now(UTC))}
+    if destination is not None:
+        attrs["Destination"] = destination
+    root = etree.Element(f"{{{SAMLP}}}LogoutRequest", nsmap={"samlp": SAMLP, "saml": SAML},
+                         **attrs)
+    _sub(root, SAML, "Issuer", issuer)
+    name_id_attrs = {"Format": name_id_format} if name_id_format is not None else {}
+    if name_qualifier is not None:
+        name_id_attrs["NameQualifier"] = name_qualifier
+    _sub(root, SAML, "NameID", name_id, **name_id_attrs)
+    for index in session_indexes:
+        _sub(root, SAMLP, "SessionIndex", index)
+    return request_id, etree.tostring(root).decode()
+
+
+def redirect_url(url: str, field_name: str, xml: str, *, key_name: str = "idp",
+                 relay_state: str | None = None) -> str:
+    """``url`` carrying ``xml`` in the HTTP-Redirect binding, signed with RSA-SHA256 by the key
+    ``key_name`` (signed with ``cryptography`` here, not with the app's helpers)."""
+    from cryptography.hazmat.primitives.asymmetric import padding
+
+    deflated = zlib.compress(xml.encode())[2:-4]  # raw DEFLATE, as the binding wants
+    params = [(field_name, base64.b64encode(deflated).decode())]
+    if relay_state is not None:
+        params.append(("RelayState", relay_state))
+    params.append(("SigAlg", RSA_SHA256))
+    query = urlencode(params)
+    key_pem, _ = keypair(key_name)
+    key = serialization.load_pem_private_key(key_pem.encode(), password=None)
+    assert isinstance(key, rsa.RSAPrivateKey)
+    signature = key.sign(query.encode(), padding.PKCS1v15(), hashes.SHA256())
+    return f"{url}?{query}&{urlencode({'Signature': base64.b64encode(signature).decode()})}"
+
+
+def logout_request_url(name_id: str, session_indexes: list[str], *, key_name: str = "idp",
+                       **options: Any) -> tuple[str, str]:
+    """The IdP sends the browser to our logout service: (the request's ID, the URL)."""
+    request_id, xml = logout_request_xml(name_id, session_indexes, **options)
+    return request_id, redirect_url(SLS_URL, "SAMLRequest", xml, key_name=key_name)
+
+
+def redirect_message(location: str, field_name: str = "SAMLResponse") -> Any:
+    """The message an HTTP-Redirect URL carries, parsed."""
+    query = parse_qs(urlsplit(location).query)
+    return etree.fromstring(zlib.decompress(base64.b64decode(query[field_name][0]), -15))
