@@ -23,6 +23,7 @@ from app.extensions import db
 from app.models import AuditEvent, Doctor, StaffUser
 from app.models.base import utcnow
 from app.staff.accounts import create_staff
+from tests.conftest import OurPagesClient
 from tests.support.twilio_server import (
     TwilioServer,
     twilio_server_fixture,  # noqa: F401
@@ -69,13 +70,14 @@ def use_twilio(app: Flask, server: TwilioServer, **overrides: Any) -> None:
     app.config.update(server.config(**overrides))
 
 
-class IsolatedClient(FlaskClient):
+class IsolatedClient(OurPagesClient):
     """A test client whose every request runs in an app context of its own, as on a server.
 
     The ``app`` fixture keeps one app context pushed, and a request reuses it, so consecutive
     requests would share ``g``: where Flask-Login caches the signed-in user and Flask-WTF the
     CSRF token. Two clients (a doctor and an attacker) must not share them. The test's own
     database session is expired after each request, so that it reads what the request wrote.
+    Like every test client, it sends what a browser sends on our own pages (``OurPagesClient``).
     """
 
     def open(self, *args: Any, **kwargs: Any) -> TestResponse:

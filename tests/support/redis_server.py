@@ -32,7 +32,7 @@ import pytest
 import redis
 
 from tests.conftest import skip_or_fail
-from tests.support.servers import ServerError, free_ports
+from tests.support.servers import ServerError, free_ports, real_clock_environment
 
 #: The binary (Debian's redis-server package).
 REDIS_SERVER = "/usr/bin/redis-server"
@@ -88,7 +88,7 @@ class RedisServer:
             raise ServerError(f"port {self.port} is already in use")
         self.folder.mkdir(parents=True, exist_ok=True)
         self._process = subprocess.Popen(
-            self.command(), cwd=self.folder, stdin=subprocess.DEVNULL,
+            self.command(), cwd=self.folder, env=real_clock_environment(), stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
         )
         deadline = time.monotonic() + timeout

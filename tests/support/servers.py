@@ -32,8 +32,18 @@ from types import TracebackType
 #: The checkout's root: gunicorn and flask run from here (``wsgi.py``).
 ROOT = Path(__file__).resolve().parents[2]
 
+#: The moved clock of ``make test-clock-ahead`` (libfaketime). Relais's own processes (gunicorn,
+#: the CLI, the worker) keep it, so that they live on the same day as the test; the servers that
+#: stand for other machines (PostgreSQL, Redis) run on the real clock, as the machine's own do.
+CLOCK_VARIABLES = ("LD_PRELOAD", "FAKETIME", "FAKETIME_DONT_FAKE_MONOTONIC")
+
 #: Variables passed through from the test's own environment; everything else is explicit.
-_INHERITED = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "SYSTEMROOT")
+_INHERITED = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "SYSTEMROOT", *CLOCK_VARIABLES)
+
+
+def real_clock_environment() -> dict[str, str]:
+    """The test's environment without the moved clock, for a server of another machine."""
+    return {name: value for name, value in os.environ.items() if name not in CLOCK_VARIABLES}
 
 
 class ServerError(RuntimeError):

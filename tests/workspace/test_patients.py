@@ -200,9 +200,10 @@ def test_a_revoked_consent_is_marked_and_the_letters_already_delivered_stay(
 
 @pytest.fixture()
 def three_patients(clinic: Clinic, claire: Doctor) -> None:
-    """Old (a read letter 2 years ago), recent (read last week), unread (a new letter)."""
+    """Old (a read letter more than 2 years ago, whatever the leap years), recent (read last
+    week), unread (a letter of over a year ago, still unread)."""
     old = clinic.patient("Ancien", "Paul", consent_to=claire)
-    clinic.letter(old, claire, status="read", days_ago=730)
+    clinic.letter(old, claire, status="read", days_ago=800)
     recent = clinic.patient("Bovet", "Lea", consent_to=claire)
     clinic.letter(recent, claire, status="read", days_ago=7)
     unread = clinic.patient("Cuenod", "Ines", consent_to=claire)
