@@ -166,77 +166,78 @@ def _denied(scope: Scope) -> Response:
 
 
 def api_call(*scopes: Scope) -> Callable[[Callable[P, Response]], Callable[P, Response]]:
-    """Authenticate the bearer token, check that the client holds one of ``scopes``, run the
-    view, map failures to problems. A view names at least one scope: none is closed."""
+    """For a view that needs one of ``scopes``: at least one, a view naming none is closed."""
     if not scopes:
         raise TypeError("an API view names the scopes that allow it")
 
     def decorator(view: Callable[P, Response]) -> Callable[P, Response]:
         REQUIRED_SCOPES[f"{bp.name}.{view.__name__}"] = tuple(s.value for s in scopes)
-
-        @wraps(view)
-        def wrapper(*args: P.args, **kwargs: P.kwargs) -> Response:
-            return _call(scopes, view, *args, **kwargs)
-
-        return wrapper
+        return _authenticated(view, scopes)
 
     return decorator
 
 
-def _call(
-    scopes: tuple[Scope, ...], view: Callable[P, Response], *args: P.args, **kwargs: P.kwargs
-) -> Response:
-    header = request.headers.get("Authorization", "")
-    scheme, _, token = header.partition(" ")
-    client = authenticate(token.strip()) if scheme.lower() == "bearer" else None
-    if client is None:
+def _authenticated(view: Callable[P, Response], scopes: tuple[Scope, ...]) -> Callable[P, Response]:
+    """Authenticate the bearer token, check that the client holds one of ``scopes``, run the
+    view, map failures to problems."""
+
+    @wraps(view)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> Response:
+        header = request.headers.get("Authorization", "")
+        scheme, _, token = header.partition(" ")
+        client = authenticate(token.strip()) if scheme.lower() == "bearer" else None
+        if client is None:
+            try:
+                within_budget = within_unauthenticated_api_budget()
+            except LimitStorageError as error:
+                # The budget cannot be counted: refuse (503, retry later) rather than skip it.
+                return unavailable_problem(error)
+            if not within_budget:
+                # Past the budget: refused without an audit event each (see limits.py).
+                return problem_response(429, "Too many requests without a valid token.", None)
+            return _rejected(401, None, None)
+        now = utcnow()
+        # Written at most once a minute: the row lock of an update on every call would make a
+        # client's concurrent requests wait for one another.
+        if client.last_used_at is None or now - client.last_used_at > LAST_USED_PRECISION:
+            client.last_used_at = now
+        g.api_client = client
+        lacking = missing_scope(client, scopes)
+        if lacking is not None:
+            return _denied(lacking)
         try:
-            within_budget = within_unauthenticated_api_budget()
-        except LimitStorageError as error:
-            # The budget cannot be counted: refuse (503, retry later) rather than skip it.
-            return unavailable_problem(error)
-        if not within_budget:
-            # Past the budget: refused without an audit event each (see limits.py).
-            return problem_response(429, "Too many requests without a valid token.", None)
-        return _rejected(401, None, None)
-    now = utcnow()
-    # Written at most once a minute: the row lock of an update on every call would make a
-    # client's concurrent requests wait for one another.
-    if client.last_used_at is None or now - client.last_used_at > LAST_USED_PRECISION:
-        client.last_used_at = now
-    g.api_client = client
-    lacking = missing_scope(client, scopes)
-    if lacking is not None:
-        return _denied(lacking)
-    try:
-        response = view(*args, **kwargs)
-    except Malformed:
-        return _rejected(400, None, None)
-    except ValidationFailed as error:
-        return _rejected(422, error.detail, error.errors)
-    except UnsupportedContent as error:
-        return _rejected(415, str(error), None)
-    except (ContentTooLarge, RequestEntityTooLarge) as error:
-        detail = str(error) if isinstance(error, ContentTooLarge) else None
-        return _rejected(413, detail, None)
-    except service.NotFound:
-        return _rejected(404, None, None)
-    except service.Conflict:
-        return _rejected(
-            409, "This document_id was already received with a different body.", None
-        )
-    except service.Taken:
-        return _rejected(409, "This document_id was already used by another API client.", None)
-    except service.NoRecipient:
-        return _rejected(
-            422,
-            "No recipient was given and the patient has no consented treating doctor.",
-            [{"field": "recipients", "message": "no recipient given and none consented"}],
-        )
-    except HTTPException as error:
-        return _rejected(error.code or 500, None, None)
-    db.session.commit()
-    return response
+            response = view(*args, **kwargs)
+        except Malformed:
+            return _rejected(400, None, None)
+        except ValidationFailed as error:
+            return _rejected(422, error.detail, error.errors)
+        except UnsupportedContent as error:
+            return _rejected(415, str(error), None)
+        except (ContentTooLarge, RequestEntityTooLarge) as error:
+            detail = str(error) if isinstance(error, ContentTooLarge) else None
+            return _rejected(413, detail, None)
+        except service.NotFound:
+            return _rejected(404, None, None)
+        except service.Conflict:
+            return _rejected(
+                409, "This document_id was already received with a different body.", None
+            )
+        except service.Taken:
+            return _rejected(
+                409, "This document_id was already used by another API client.", None
+            )
+        except service.NoRecipient:
+            return _rejected(
+                422,
+                "No recipient was given and the patient has no consented treating doctor.",
+                [{"field": "recipients", "message": "no recipient given and none consented"}],
+            )
+        except HTTPException as error:
+            return _rejected(error.code or 500, None, None)
+        db.session.commit()
+        return response
+
+    return wrapper
 
 
 def _or_not_found(check: Callable[..., None], *args: str) -> None:
