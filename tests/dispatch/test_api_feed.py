@@ -289,7 +289,9 @@ def test_two_posts_of_one_document_at_once_store_it_once(
 ) -> None:
     # Given two DPI nodes sending the same document_id at the same moment
     tokens = one_client_twice(api_token) if clients == "one" else two_tokens
-    bodies = [document_body("DPI-RACE"), document_body("DPI-RACE", **second)]
+    # One body built once: document_body() takes its signed_at from the clock.
+    body = document_body("DPI-RACE")
+    bodies = [body, {**body, **second}]
     answers = race(app, "POST", "/api/v1/documents", bodies, tokens)
     # Then one stores it; the other gets its answer (same client, same body) or a conflict
     assert sorted(r.status_code for r in answers) == statuses
