@@ -120,6 +120,57 @@ def test_api_client_revoke_unknown_name_fails(runner: FlaskCliRunner) -> None:
     assert "no API client" in result.output
 
 
+DPI_SCOPES = ["consents:write", "doctors:read", "documents:read", "documents:write",
+              "events:read", "patients:write"]
+
+
+def scopes_of(name: str) -> list[str]:
+    db.session.expire_all()
+    stored = db.session.scalars(select(ApiClient).where(ApiClient.name == name)).one()
+    return sorted(stored.scopes)
+
+
+def test_api_client_create_without_scope_gives_the_dpis_set(runner: FlaskCliRunner) -> None:
+    result = runner.invoke(args=["api-client", "create", "dpi-prod"])
+    assert result.exit_code == 0, result.output
+    # Every scope but documents:admin, said on creation and in the trail
+    assert scopes_of("dpi-prod") == DPI_SCOPES
+    assert f"scopes: {' '.join(DPI_SCOPES)}" in result.output
+    (created,) = db.session.scalars(
+        select(AuditEvent).where(AuditEvent.action == "api_client.created")).all()
+    assert created.details == {"scopes": DPI_SCOPES}
+
+
+def test_api_client_create_with_scopes_gives_exactly_those(
+    runner: FlaskCliRunner, client: FlaskClient
+) -> None:
+    result = runner.invoke(args=["api-client", "create", "dpi-audit", "--scope", "events:read",
+                                 "--scope", "documents:admin", "--scope", "events:read"])
+    assert result.exit_code == 0, result.output
+    assert scopes_of("dpi-audit") == ["documents:admin", "events:read"]
+    token = re.findall(r"^rl_\S+$", result.output, re.MULTILINE)[0]
+    headers = {"Authorization": f"Bearer {token}"}
+    # The feed is open to it, the directory is not
+    assert client.get("/api/v1/events", headers=headers).status_code == 200
+    assert client.get("/api/v1/doctors", headers=headers).status_code == 403
+
+
+@pytest.mark.parametrize("scope", ["documents:delete", "DOCUMENTS:WRITE", "documents", "",
+                                   "documents:write events:read"])
+def test_api_client_create_with_an_unknown_scope_creates_nothing(
+    runner: FlaskCliRunner, scope: str
+) -> None:
+    result = runner.invoke(args=["api-client", "create", "dpi-prod", "--scope", "doctors:read",
+                                 "--scope", scope])
+    assert result.exit_code == 1
+    assert f"unknown scope {scope!r}" in result.output
+    # The message names the scopes there are
+    assert "documents:write" in result.output and "events:read" in result.output
+    assert "rl_" not in result.output
+    assert count(ApiClient) == 0
+    assert actions() == []
+
+
 # --- doctors enrol ------------------------------------------------------------------------------
 
 

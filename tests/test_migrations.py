@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -13,12 +15,14 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from flask_migrate import downgrade as alembic_downgrade
 from flask_migrate import upgrade as alembic_upgrade
-from sqlalchemy import inspect, text
+from sqlalchemy import column, insert, inspect, table, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import IntegrityError
 
 import app.models  # noqa: F401 - registers every table on the metadata
 from app.extensions import db
 from app.models.audit import GENESIS_HASH
+from app.models.base import UTCDateTime, utcnow
 from tests.conftest import make_app, postgres_url, skip_or_fail
 
 # A unique name per test: two suites running at once (two engineers, two CI jobs on one server)
@@ -146,3 +150,63 @@ def test_migrating_in_process_keeps_the_app_loggers(tmp_path: Path) -> None:
             db.session.remove()
             db.engine.dispose()
     assert not logger.disabled
+
+
+def test_api_client_scopes_migration_gives_existing_clients_the_dpis_set(fresh_url: str) -> None:
+    """0010: a client made before scopes existed keeps what the DPI does, not documents:admin."""
+    token = "rl_0123456789abcdef_" + "A" * 43
+    flask_app = make_app(fresh_url)
+    with flask_app.app_context():
+        try:
+            # Given a database at 0009 with a live client and a revoked one
+            alembic_upgrade(revision="0009_content_retention")
+            clients = table("api_clients", column("name"), column("token_id"),
+                            column("token_hash"), column("created_at", UTCDateTime),
+                            column("revoked_at", UTCDateTime))
+            made = utcnow() - timedelta(days=400)
+            with db.engine.begin() as conn:
+                conn.execute(insert(clients), [
+                    {"name": "dpi-old", "token_id": "0123456789abcdef",
+                     "token_hash": hashlib.sha256(token.encode()).hexdigest(),
+                     "created_at": made, "revoked_at": None},
+                    {"name": "dpi-gone", "token_id": "fedcba9876543210", "token_hash": "0" * 64,
+                     "created_at": made, "revoked_at": made + timedelta(days=30)},
+                ])
+
+            # When it is upgraded
+            alembic_upgrade()
+
+            # Then each client holds the DPI's set, and the schema is the models'
+            with db.engine.connect() as conn:
+                rows = conn.execute(text(
+                    "SELECT c.name, s.scope FROM api_client_scopes s"
+                    " JOIN api_clients c ON c.id = s.api_client_id ORDER BY c.name, s.scope"
+                )).all()
+            dpi_set = ["consents:write", "doctors:read", "documents:read", "documents:write",
+                       "events:read", "patients:write"]
+            assert [tuple(r) for r in rows] == (
+                [("dpi-gone", s) for s in dpi_set] + [("dpi-old", s) for s in dpi_set])
+            assert _schema_differences() == []
+            # ... and the old token works as before for what the DPI does, no further
+            api = flask_app.test_client()
+            headers = {"Authorization": f"Bearer {token}"}
+            assert api.get("/api/v1/doctors", headers=headers).status_code == 200
+            assert api.get("/api/v1/events", headers=headers).status_code == 200
+            db.session.remove()
+
+            # And a scope the model does not know is refused by the database itself
+            with pytest.raises(IntegrityError, match=r"(?i)check"), db.engine.begin() as conn:
+                conn.execute(text(
+                    "INSERT INTO api_client_scopes (api_client_id, scope)"
+                    " SELECT id, 'documents:delete' FROM api_clients WHERE name = 'dpi-old'"
+                ))
+
+            # And down again: the clients stay, their scopes go
+            alembic_downgrade(revision="0009_content_retention")
+            assert "api_client_scopes" not in _tables()
+            with db.engine.connect() as conn:
+                names = conn.execute(text("SELECT name FROM api_clients ORDER BY name")).all()
+            assert [n for (n,) in names] == ["dpi-gone", "dpi-old"]
+        finally:
+            db.session.remove()
+            db.engine.dispose()

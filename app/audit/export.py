@@ -332,6 +332,7 @@ LOGOUT = Pattern("Logout", None, _AUTHENTICATION, (DCM, "110123", "Logout"), "E"
 ACTION_PATTERNS: dict[str, Pattern] = {
     # the DPI API
     "api.rejected": CREATE,  # a refused call of the DPI (nearly all of them write)
+    "api.denied": CREATE,  # a call outside the client's scopes, refused the same way
     "api_client.created": CREATE,
     "api_client.revoked": DELETE,
     "document.received": CREATE,

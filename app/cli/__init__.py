@@ -13,6 +13,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from app.audit import CLI
 from app.audit.trail import check_chain, record_verification
+from app.dispatch.scopes import Scope
 from app.extensions import db
 
 
@@ -48,16 +49,21 @@ api_client = AppGroup("api-client", help="DPI API clients.")
 
 @api_client.command("create")
 @click.argument("name")
-def api_client_create(name: str) -> None:
+@click.option("--scope", "scopes", multiple=True, metavar="SCOPE",
+              help="a scope the client holds (repeat for several): "
+                   + ", ".join(s.value for s in Scope)
+                   + "; without it, every scope but documents:admin")
+def api_client_create(name: str, scopes: tuple[str, ...]) -> None:
     """Create a client and print its bearer token once."""
     from app.dispatch.clients import ClientError, create_client
 
     try:
-        _, token = create_client(name, CLI)
+        client, token = create_client(name, CLI, scopes or None)
     except ClientError as error:
         _fail(str(error))
     _commit()
-    click.echo(f"API client {name} created. Its bearer token, shown only now:")
+    click.echo(f"API client {name} created, scopes: {' '.join(sorted(client.scopes))}")
+    click.echo("Its bearer token, shown only now:")
     click.echo(token)
 
 

@@ -1,7 +1,9 @@
 """DPI API v1: thin handlers that parse, authorise, call the dispatch service and answer.
 
 Each request is one transaction. A rejected request is rolled back whole (nothing partial is
-stored) and its rejection is audited in a transaction of its own.
+stored) and its rejection is audited in a transaction of its own. Each view names the scopes
+that allow it (``@api_call(Scope...)``); a client holding none of them is refused with 403
+before anything of the request is read.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from app.auth.limits import (
 )
 from app.auth.session import public
 from app.dispatch import directory, service
-from app.dispatch.clients import authenticate
+from app.dispatch.clients import authenticate, missing_scope
 from app.dispatch.representations import (
     consent_out,
     doctor_out,
@@ -35,6 +37,7 @@ from app.dispatch.representations import (
     event_out,
     patient_out,
 )
+from app.dispatch.scopes import Scope
 from app.dispatch.validation import (
     ContentTooLarge,
     UnsupportedContent,
@@ -61,6 +64,10 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 LAST_USED_PRECISION = timedelta(minutes=1)
 
 _OPENAPI = Path(__file__).with_name("openapi.json")
+
+#: The scopes each view of this blueprint accepts (any one of them), by endpoint: filled by
+#: ``api_call``, read by the tests that hold it to the OpenAPI description.
+REQUIRED_SCOPES: dict[str, tuple[str, ...]] = {}
 
 
 class Malformed(Exception):
@@ -135,8 +142,44 @@ def _rejected(status: int, detail: str | None, errors: list[dict[str, str]] | No
     return problem_response(status, detail, errors)
 
 
-def api_call(view: Callable[P, Response]) -> Callable[P, Response]:
-    """Authenticate the bearer token, run the view, map failures to problems."""
+def _denied(scope: Scope) -> Response:
+    """403: the client lacks the scope. Audited like any refusal, and reads nothing of the
+    request (no target, no patient): the endpoint tells what was attempted."""
+    db.session.rollback()
+    record(
+        _actor(),
+        "api.denied",
+        outcome="rejected",
+        details={"status": 403, "method": request.method, "endpoint": request.endpoint or "",
+                 "missing_scope": scope.value},
+    )
+    db.session.commit()
+    response = problem_response(
+        403, f"This call needs the scope {scope.value}, which this API client does not hold.",
+        None,
+    )
+    # RFC 6750, section 3.1: the scope the client should ask its operator for.
+    response.headers["WWW-Authenticate"] = (
+        f'Bearer realm="relais", error="insufficient_scope", scope="{scope.value}"'
+    )
+    return response
+
+
+def api_call(*scopes: Scope) -> Callable[[Callable[P, Response]], Callable[P, Response]]:
+    """For a view that needs one of ``scopes``: at least one, a view naming none is closed."""
+    if not scopes:
+        raise TypeError("an API view names the scopes that allow it")
+
+    def decorator(view: Callable[P, Response]) -> Callable[P, Response]:
+        REQUIRED_SCOPES[f"{bp.name}.{view.__name__}"] = tuple(s.value for s in scopes)
+        return _authenticated(view, scopes)
+
+    return decorator
+
+
+def _authenticated(view: Callable[P, Response], scopes: tuple[Scope, ...]) -> Callable[P, Response]:
+    """Authenticate the bearer token, check that the client holds one of ``scopes``, run the
+    view, map failures to problems."""
 
     @wraps(view)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> Response:
@@ -159,6 +202,9 @@ def api_call(view: Callable[P, Response]) -> Callable[P, Response]:
         if client.last_used_at is None or now - client.last_used_at > LAST_USED_PRECISION:
             client.last_used_at = now
         g.api_client = client
+        lacking = missing_scope(client, scopes)
+        if lacking is not None:
+            return _denied(lacking)
         try:
             response = view(*args, **kwargs)
         except Malformed:
@@ -175,6 +221,10 @@ def api_call(view: Callable[P, Response]) -> Callable[P, Response]:
         except service.Conflict:
             return _rejected(
                 409, "This document_id was already received with a different body.", None
+            )
+        except service.Taken:
+            return _rejected(
+                409, "This document_id was already used by another API client.", None
             )
         except service.NoRecipient:
             return _rejected(
@@ -198,7 +248,7 @@ def _or_not_found(check: Callable[..., None], *args: str) -> None:
 
 
 @bp.post("/documents")
-@api_call
+@api_call(Scope.DOCUMENTS_WRITE)
 def post_document() -> Response:
     body = _body()
     if isinstance(body, dict) and is_valid_id(body.get("document_id")):
@@ -207,12 +257,13 @@ def post_document() -> Response:
         g.audit_target = f"document:{body['document_id']}"
     data = parse_document(body, current_app.config["MAX_DOCUMENT_BYTES"])
     try:
-        result = service.ingest(data, _actor(), g.api_client.id)
+        result = service.ingest(data, _actor(), g.api_client)
         db.session.commit()
     except IntegrityError:
-        # A concurrent request stored the same document (or patient) first: answer as a replay.
+        # A concurrent request stored the same document (or patient) first: answer as a replay
+        # (or as taken, when it was another client's).
         db.session.rollback()
-        result = service.ingest(data, _actor(), g.api_client.id)
+        result = service.ingest(data, _actor(), g.api_client)
     if not result.created:
         record(
             _actor(),
@@ -224,29 +275,30 @@ def post_document() -> Response:
 
 
 @bp.get("/documents/<document_id>")
-@api_call
+@api_call(Scope.DOCUMENTS_READ, Scope.DOCUMENTS_ADMIN)
 def get_document(document_id: str) -> Response:
     # An identifier that cannot be valid names nothing: 404, as documented (not 422).
     _or_not_found(check_path_id, document_id, "document_id")
-    document = service.document_by_dpi_id(document_id)
+    g.audit_target = f"document:{document_id}"
+    document = service.document_for(g.api_client, document_id)
     record(_actor(), "document.status_read", target=f"document:{document.document_id}",
            patient=document.patient.dpi_id)
     return _json(document_out(document))
 
 
 @bp.post("/documents/<document_id>/retract")
-@api_call
+@api_call(Scope.DOCUMENTS_WRITE, Scope.DOCUMENTS_ADMIN)
 def retract_document(document_id: str) -> Response:
     check_path_id(document_id, "document_id")
     g.audit_target = f"document:{document_id}"
     reason = parse_retraction(_body())
-    document = service.document_by_dpi_id(document_id)
+    document = service.document_for(g.api_client, document_id)
     service.retract(document, reason, _actor())
     return _json(document_out(document))
 
 
 @bp.put("/patients/<patient_id>/consents/<gln>")
-@api_call
+@api_call(Scope.CONSENTS_WRITE)
 def put_consent(patient_id: str, gln: str) -> Response:
     check_path_id(patient_id, "patient_id")
     check_path_gln(gln)
@@ -264,7 +316,7 @@ def put_consent(patient_id: str, gln: str) -> Response:
 
 
 @bp.delete("/patients/<patient_id>/consents/<gln>")
-@api_call
+@api_call(Scope.CONSENTS_WRITE)
 def delete_consent(patient_id: str, gln: str) -> Response:
     _or_not_found(check_path_id, patient_id, "patient_id")
     _or_not_found(check_path_gln, gln)
@@ -274,7 +326,7 @@ def delete_consent(patient_id: str, gln: str) -> Response:
 
 
 @bp.patch("/patients/<patient_id>")
-@api_call
+@api_call(Scope.PATIENTS_WRITE)
 def patch_patient(patient_id: str) -> Response:
     check_path_id(patient_id, "patient_id")
     g.audit_target = f"patient:{patient_id}"
@@ -297,7 +349,7 @@ def _int_arg(name: str, default: int, low: int, high: int) -> int:
 
 
 @bp.get("/events")
-@api_call
+@api_call(Scope.EVENTS_READ)
 def events() -> Response:
     # Reading the feed is deliberately not an event: the feed would otherwise feed itself.
     after = _int_arg("after", 0, 0, 2**62)
@@ -310,7 +362,7 @@ def events() -> Response:
 
 
 @bp.get("/doctors")
-@api_call
+@api_call(Scope.DOCTORS_READ)
 def doctors() -> Response:
     q = (request.args.get("q") or "").strip()
     specialty = (request.args.get("specialty") or "").strip()

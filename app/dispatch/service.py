@@ -37,9 +37,10 @@ from app.dispatch.policy import (
     decide,
     decide_release,
 )
+from app.dispatch.scopes import Scope
 from app.dispatch.validation import ConsentIn, DocumentIn, ValidationFailed
 from app.extensions import db
-from app.models import Consent, Delivery, Doctor, Document, DocumentContent, Patient
+from app.models import ApiClient, Consent, Delivery, Doctor, Document, DocumentContent, Patient
 from app.models.base import utcnow
 from app.notify.outbox import note_arrivals
 
@@ -55,7 +56,11 @@ class Conflict(Exception):
 
 
 class NotFound(Exception):
-    """No such document, patient or consent."""
+    """No such document, patient or consent (or a document of another API client)."""
+
+
+class Taken(Exception):
+    """The document_id is another API client's: document ids are one namespace."""
 
 
 def policy_config() -> PolicyConfig:
@@ -125,11 +130,18 @@ class IngestResult:
     response: dict[str, Any]
 
 
-def existing_answer(data: DocumentIn) -> IngestResult | None:
-    """An identical earlier request gets its stored answer; another body is a conflict."""
+def existing_answer(data: DocumentIn, client: ApiClient | None) -> IngestResult | None:
+    """An identical earlier request gets its stored answer; another body is a conflict.
+
+    The answer tells what became of the letter: only a client that reaches the document gets
+    it. Any other finds the id taken, before any comparison, so that it cannot test guesses of
+    the letter against the stored request.
+    """
     document = db.session.scalar(select(Document).where(Document.document_id == data.document_id))
     if document is None:
         return None
+    if client is not None and not reaches(client, document):
+        raise Taken(data.document_id)
     if document.request_hash != data.request_hash:
         raise Conflict(data.document_id)
     return IngestResult(False, document, document.response)
@@ -191,9 +203,13 @@ def _apply(delivery: Delivery, decision: Decision, now: datetime) -> None:
         delivery.cancelled_at = now
 
 
-def ingest(data: DocumentIn, actor: Actor, api_client_id: int | None = None) -> IngestResult:
-    """Store a signed document and decide, for each recipient, whether it may be delivered."""
-    replay = existing_answer(data)
+def ingest(data: DocumentIn, actor: Actor, client: ApiClient | None = None) -> IngestResult:
+    """Store a signed document and decide, for each recipient, whether it may be delivered.
+
+    ``client`` is the API client posting it, who owns it from then on; None when Relais stores
+    it itself (the demo data), and then only ``documents:admin`` reaches it.
+    """
+    replay = existing_answer(data, client)
     if replay is not None:
         return replay
     now = utcnow()
@@ -229,7 +245,7 @@ def ingest(data: DocumentIn, actor: Actor, api_client_id: int | None = None) -> 
         received_at=now,
         request_hash=data.request_hash,
         response={},
-        api_client_id=api_client_id,
+        api_client_id=client.id if client is not None else None,
     )
     document.content = DocumentContent(
         key_id=sealed.key_id, nonce=sealed.nonce, ciphertext=sealed.ciphertext
@@ -492,8 +508,26 @@ def revoke_consent(patient_id: str, gln: str, actor: Actor) -> Consent:
 
 
 def document_by_dpi_id(document_id: str) -> Document:
+    """Any document, for Relais itself (the demo data); the API uses ``document_for``."""
     document = db.session.scalar(select(Document).where(Document.document_id == document_id))
     if document is None:
+        raise NotFound(document_id)
+    return document
+
+
+def reaches(client: ApiClient, document: Document) -> bool:
+    """THE ownership rule of the API: a client reaches the documents it posted; one holding
+    ``documents:admin`` reaches every document."""
+    return client.holds(Scope.DOCUMENTS_ADMIN) or (
+        document.api_client_id is not None and document.api_client_id == client.id
+    )
+
+
+def document_for(client: ApiClient, document_id: str) -> Document:
+    """The document with this id if ``client`` reaches it; another client's is NotFound,
+    exactly as an unknown id, so that a client never learns that it exists."""
+    document = db.session.scalar(select(Document).where(Document.document_id == document_id))
+    if document is None or not reaches(client, document):
         raise NotFound(document_id)
     return document
 

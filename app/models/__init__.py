@@ -1,6 +1,6 @@
 """The data model, one module per aggregate. Importing this package registers every table."""
 
-from app.models.api_client import ApiClient
+from app.models.api_client import ApiClient, ApiClientScope
 from app.models.audit import AuditEvent, AuditHead
 from app.models.auth import EndedSession, OneTimeCode, SamlAssertion, SamlRequest
 from app.models.doctor import Doctor, DoctorSpecialty, HinIdentity
@@ -11,6 +11,7 @@ from app.models.staff import RecoveryCode, StaffUser
 
 __all__ = [
     "ApiClient",
+    "ApiClientScope",
     "AuditEvent",
     "AuditHead",
     "Consent",

@@ -1,12 +1,13 @@
-"""Clients of the DPI API (the hospital record system) and their bearer tokens."""
+"""Clients of the DPI API (the hospital record system), their bearer tokens and their scopes."""
 
 from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import String
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy import CheckConstraint, ForeignKey, String
+from sqlalchemy.orm import Mapped, mapped_column, relationship
 
+from app.dispatch.scopes import Scope
 from app.extensions import db
 from app.models.base import UTCDateTime, utcnow
 
@@ -23,3 +24,29 @@ class ApiClient(db.Model):  # type: ignore[name-defined,misc]
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    scope_links: Mapped[list[ApiClientScope]] = relationship(
+        cascade="all, delete-orphan", order_by="ApiClientScope.scope"
+    )
+
+    @property
+    def scopes(self) -> frozenset[str]:
+        """What this client may do (``app/dispatch/scopes.py``); nothing unless given."""
+        return frozenset(link.scope for link in self.scope_links)
+
+    def holds(self, scope: Scope) -> bool:
+        return scope.value in self.scopes
+
+
+class ApiClientScope(db.Model):  # type: ignore[name-defined,misc]
+    """One scope of a client: a row each, so that the database itself knows every name."""
+
+    __tablename__ = "api_client_scopes"
+    __table_args__ = (
+        CheckConstraint(
+            "scope IN (" + ", ".join(f"'{s.value}'" for s in Scope) + ")", name="scope"
+        ),
+    )
+
+    api_client_id: Mapped[int] = mapped_column(ForeignKey("api_clients.id"), primary_key=True)
+    scope: Mapped[str] = mapped_column(String(32), primary_key=True)

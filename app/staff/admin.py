@@ -15,10 +15,12 @@ from flask import Blueprint, abort, flash, redirect, render_template, url_for
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from sqlalchemy import select
+from sqlalchemy.orm import selectinload
 from werkzeug.wrappers import Response as BaseResponse
 
 from app.auth.session import current_principal, is_locked, requires
 from app.dispatch.clients import revoke_client
+from app.dispatch.scopes import Scope
 from app.extensions import db
 from app.models import ApiClient, Notification, StaffUser
 from app.notify import outbox
@@ -49,6 +51,16 @@ RESEND_REFUSALS = {
     outbox.NOTIFICATIONS_OFF: _l("Pas de renvoi : le médecin ne souhaite plus recevoir d'e-mail "
                                  "de notification."),
 }
+#: What each API client scope allows, in words (the list itself: app/dispatch/scopes.py).
+SCOPE_LABELS = {
+    Scope.DOCUMENTS_WRITE: _l("Envoyer des documents ; retirer ceux que ce client a envoyés"),
+    Scope.DOCUMENTS_READ: _l("Lire l'état des documents que ce client a envoyés"),
+    Scope.DOCUMENTS_ADMIN: _l("Lire et retirer les documents de tous les clients"),
+    Scope.CONSENTS_WRITE: _l("Enregistrer et révoquer des consentements"),
+    Scope.PATIENTS_WRITE: _l("Enregistrer le décès d'un patient"),
+    Scope.DOCTORS_READ: _l("Consulter l'annuaire des médecins"),
+    Scope.EVENTS_READ: _l("Lire tout le journal d'audit (le flux des événements)"),
+}
 ROLE_LABELS = {
     "staff": _l("Personnel hospitalier"),
     "desk": _l("Guichet"),
@@ -66,7 +78,7 @@ STAFF_REFUSALS = {
 @bp.app_template_global()
 def desk_admin_labels() -> dict[str, object]:
     return {"kinds": KIND_LABELS, "refusals": RESEND_REFUSALS, "roles": ROLE_LABELS,
-            "staff_refusals": STAFF_REFUSALS}
+            "staff_refusals": STAFF_REFUSALS, "scopes": SCOPE_LABELS}
 
 
 def _or_404(model: type[T], row_id: int) -> T:
@@ -115,7 +127,9 @@ def resend(notification_id: int) -> BaseResponse:
 def accounts_page() -> str:
     me = current_principal().staff
     staff = db.session.scalars(select(StaffUser).order_by(StaffUser.login)).all()
-    clients = db.session.scalars(select(ApiClient).order_by(ApiClient.name)).all()
+    clients = db.session.scalars(
+        select(ApiClient).options(selectinload(ApiClient.scope_links)).order_by(ApiClient.name)
+    ).all()
     return render_template(
         "staff/admin/accounts.html", staff=staff, clients=clients, me=me, is_locked=is_locked,
         deactivation_refusal={u.id: accounts.desk_deactivation_refusal(u, me)

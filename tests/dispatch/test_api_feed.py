@@ -13,7 +13,8 @@ from sqlalchemy import func, select
 from app.audit import CLI
 from app.dispatch.clients import create_client
 from app.extensions import db
-from app.models import AuditEvent, Doctor, Document, HinIdentity
+from app.models import ApiClient, AuditEvent, Doctor, Document, HinIdentity
+from app.models.base import utcnow
 from tests.conftest import Api, consent_body, document_body, iso_ago
 from tests.dispatch.api_support import (
     SPEC,
@@ -267,20 +268,34 @@ def two_tokens(api_token: str, db_dialect: str) -> list[str]:
     return [api_token, other_token]
 
 
-@pytest.mark.parametrize(("second", "statuses"), [
-    ({}, [200, 201]),
-    ({"title": "Autre titre"}, [201, 409]),
+def one_client_twice(api_token: str) -> list[str]:
+    """Two DPI nodes sharing one client's token. Its last use is recent, so that no update of
+    the client's row (once a minute) serialises the two requests before they race."""
+    stored = db.session.scalars(select(ApiClient).where(ApiClient.name == "dpi-test")).one()
+    stored.last_used_at = utcnow()
+    db.session.commit()
+    return [api_token, api_token]
+
+
+@pytest.mark.parametrize(("clients", "second", "statuses"), [
+    ("one", {}, [200, 201]),
+    ("one", {"title": "Autre titre"}, [201, 409]),
+    # Another client never gets the stored answer: the id is taken, whatever the body.
+    ("two", {}, [201, 409]),
 ])
 def test_two_posts_of_one_document_at_once_store_it_once(
-    app: Flask, two_tokens: list[str], active_doctor: Doctor,
-    second: dict[str, Any], statuses: list[int],
+    app: Flask, api_token: str, two_tokens: list[str], active_doctor: Doctor,
+    clients: str, second: dict[str, Any], statuses: list[int],
 ) -> None:
     # Given two DPI nodes sending the same document_id at the same moment
-    bodies = [document_body("DPI-RACE"), document_body("DPI-RACE", **second)]
-    answers = race(app, "POST", "/api/v1/documents", bodies, two_tokens)
-    # Then one stores it; the other gets its answer (same body) or a conflict (other body)
+    tokens = one_client_twice(api_token) if clients == "one" else two_tokens
+    # One body built once: document_body() takes its signed_at from the clock.
+    body = document_body("DPI-RACE")
+    bodies = [body, {**body, **second}]
+    answers = race(app, "POST", "/api/v1/documents", bodies, tokens)
+    # Then one stores it; the other gets its answer (same client, same body) or a conflict
     assert sorted(r.status_code for r in answers) == statuses
-    if not second:
+    if statuses == [200, 201]:
         assert answers[0].get_json() == answers[1].get_json()
     db.session.expire_all()
     assert db.session.scalar(select(func.count()).select_from(Document)) == 1

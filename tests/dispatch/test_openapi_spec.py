@@ -4,10 +4,12 @@ that tests/openapi_check.py catches an app answering something else."""
 from __future__ import annotations
 
 import copy
+import re
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from flask import Flask
 from openapi_spec_validator import OpenAPIV31SpecValidator, validate
 
 from tests.openapi_check import (
@@ -27,13 +29,14 @@ HASH_0 = "0" * 64
 
 # Every operation of the contract and the statuses it may answer (INTERFACES.md, DPI API v1).
 EXPECTED_STATUSES: dict[tuple[str, str], set[str]] = {
-    ("post", "/api/v1/documents"): {"200", "201", "400", "401", "409", "413", "415", "422",
-                                    "429", "503"},
-    ("get", "/api/v1/documents/{document_id}"): {"200", "401", "404", "429", "503"},
+    ("post", "/api/v1/documents"): {"200", "201", "400", "401", "403", "409", "413", "415",
+                                    "422", "429", "503"},
+    ("get", "/api/v1/documents/{document_id}"): {"200", "401", "403", "404", "429", "503"},
     ("post", "/api/v1/documents/{document_id}/retract"): {
         "200",
         "400",
         "401",
+        "403",
         "404",
         "413",
         "422",
@@ -45,18 +48,33 @@ EXPECTED_STATUSES: dict[tuple[str, str], set[str]] = {
         "201",
         "400",
         "401",
+        "403",
         "413",
         "422",
         "429",
         "503",
     },
-    ("delete", "/api/v1/patients/{patient_id}/consents/{gln}"): {"204", "401", "404", "429", "503"},
-    ("patch", "/api/v1/patients/{patient_id}"): {"200", "400", "401", "404", "413", "422",
+    ("delete", "/api/v1/patients/{patient_id}/consents/{gln}"): {"204", "401", "403", "404",
+                                                                 "429", "503"},
+    ("patch", "/api/v1/patients/{patient_id}"): {"200", "400", "401", "403", "404", "413", "422",
                                                    "429", "503"},
-    ("get", "/api/v1/events"): {"200", "401", "422", "429", "503"},
-    ("get", "/api/v1/doctors"): {"200", "401", "422", "429", "503"},
+    ("get", "/api/v1/events"): {"200", "401", "403", "422", "429", "503"},
+    ("get", "/api/v1/doctors"): {"200", "401", "403", "422", "429", "503"},
     ("get", "/api/v1/openapi.json"): {"200"},
 }
+# The scopes each operation needs, any one of them (INTERFACES.md, "API client scopes").
+EXPECTED_SCOPES: dict[tuple[str, str], list[str]] = {
+    ("post", "/api/v1/documents"): ["documents:write"],
+    ("get", "/api/v1/documents/{document_id}"): ["documents:read", "documents:admin"],
+    ("post", "/api/v1/documents/{document_id}/retract"): ["documents:write", "documents:admin"],
+    ("put", "/api/v1/patients/{patient_id}/consents/{gln}"): ["consents:write"],
+    ("delete", "/api/v1/patients/{patient_id}/consents/{gln}"): ["consents:write"],
+    ("patch", "/api/v1/patients/{patient_id}"): ["patients:write"],
+    ("get", "/api/v1/events"): ["events:read"],
+    ("get", "/api/v1/doctors"): ["doctors:read"],
+}
+SCOPES = ["documents:write", "documents:read", "documents:admin", "consents:write",
+          "patients:write", "doctors:read", "events:read"]
 PUBLIC_OPERATIONS = {("get", "/api/v1/openapi.json")}
 METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "trace"}
 
@@ -280,13 +298,54 @@ def test_operation_ids_are_present_and_unique(spec: dict[str, Any]) -> None:
     assert len(ids) == len(set(ids))
 
 
-def test_every_operation_documents_401_unless_public(spec: dict[str, Any]) -> None:
+def test_every_operation_documents_401_and_403_unless_public(spec: dict[str, Any]) -> None:
     for method, path, operation in operations(spec):
         if (method, path) in PUBLIC_OPERATIONS:
             assert operation["security"] == []
         else:
-            assert "security" not in operation, (method, path)  # the global bearer applies
             assert "401" in operation["responses"], (method, path)
+            assert operation["responses"]["403"] == {"$ref": "#/components/responses/Forbidden"}
+
+
+def test_every_operation_declares_the_scopes_it_needs(spec: dict[str, Any]) -> None:
+    # OpenAPI 3.1 lets a security requirement name roles for any scheme: one requirement per
+    # scope that allows the call (the requirements of a list are alternatives).
+    declared = {
+        (method, path): [scope for requirement in operation["security"]
+                         for scope in requirement["bearerAuth"]]
+        for method, path, operation in operations(spec) if (method, path) not in PUBLIC_OPERATIONS
+    }
+    assert declared == EXPECTED_SCOPES
+    for method, path, operation in operations(spec):
+        if (method, path) not in PUBLIC_OPERATIONS:
+            assert all(len(r) == 1 and len(r["bearerAuth"]) == 1 for r in operation["security"])
+            # ... and the same in words, for readers of the description
+            for scope in EXPECTED_SCOPES[(method, path)]:
+                assert f"`{scope}`" in operation["description"], (method, path, scope)
+
+
+def test_the_security_scheme_lists_every_scope(spec: dict[str, Any]) -> None:
+    bearer = spec["components"]["securitySchemes"]["bearerAuth"]
+    assert list(bearer["x-scopes"]) == SCOPES
+    assert all(isinstance(text, str) and text for text in bearer["x-scopes"].values())
+    for scope in SCOPES:
+        assert f"`{scope}`" in bearer["description"]
+    assert "403" in spec["components"]["responses"]["Forbidden"]["description"]
+    assert "WWW-Authenticate" in spec["components"]["responses"]["Forbidden"]["headers"]
+
+
+def test_the_declared_scopes_are_the_ones_the_code_checks(
+    spec: dict[str, Any], app: Flask
+) -> None:
+    from app.dispatch.api import REQUIRED_SCOPES
+
+    checked = {}
+    for rule in app.url_map.iter_rules():
+        if rule.endpoint in REQUIRED_SCOPES:
+            path = re.sub(r"<(?:[a-z]+:)?([a-z_]+)>", r"{\1}", rule.rule)
+            for method in (rule.methods or set()) - {"HEAD", "OPTIONS"}:
+                checked[(method.lower(), path)] = list(REQUIRED_SCOPES[rule.endpoint])
+    assert checked == EXPECTED_SCOPES
 
 
 def test_errors_are_problem_details(spec: dict[str, Any]) -> None:
@@ -408,6 +467,8 @@ VALID_RESPONSES: list[tuple[str, str, int, object, str | None]] = [
     ("DELETE", f"/api/v1/patients/P-0042/consents/{GLN}", 204, None, None),
     ("DELETE", f"/api/v1/patients/P-0042/consents/{GLN}", 204, b"", "text/html; charset=utf-8"),
     ("DELETE", f"/api/v1/patients/P-0042/consents/{GLN}", 404, problem(404), PROBLEM),
+    ("DELETE", f"/api/v1/patients/P-0042/consents/{GLN}", 403, problem(403), PROBLEM),
+    ("GET", "/api/v1/events", 403, problem(403), PROBLEM),
     (
         "PATCH",
         "/api/v1/patients/P-0042",

@@ -27,8 +27,12 @@ from schemathesis.specs.openapi.checks import (
     response_schema_conformance,
     status_code_conformance,
 )
+from sqlalchemy import select
 
+from app.audit import CLI
+from app.dispatch.clients import create_client
 from app.extensions import db
+from app.models import AuditEvent
 
 CHECKS = [
     not_a_server_error,
@@ -107,6 +111,20 @@ def test_the_description_is_the_one_the_app_serves(app: Flask) -> None:
 def test_with_the_dpi_token(fuzzed_app: Flask, api_token: str) -> None:
     _fuzz(fuzzed_app, {"Authorization": f"Bearer {api_token}"},
           [GenerationMode.POSITIVE, GenerationMode.NEGATIVE])
+
+
+def test_with_a_token_without_scopes(fuzzed_app: Flask) -> None:
+    # A client holding none of the scopes: the scope check comes before anything reads the
+    # request, so whatever is generated, each operation answers the described 403, audited.
+    _, token = create_client("dpi-no-scope", CLI, [])
+    db.session.commit()
+    _fuzz(fuzzed_app, {"Authorization": f"Bearer {token}"}, [GenerationMode.POSITIVE],
+          EXAMPLES_WITHOUT_TOKEN)
+    denied = db.session.scalars(select(AuditEvent).where(AuditEvent.action == "api.denied"))
+    assert {e.details["endpoint"] for e in denied} == {
+        f"api.{name}" for name in ("post_document", "get_document", "retract_document",
+                                   "put_consent", "delete_consent", "patch_patient", "events",
+                                   "doctors")}
 
 
 def test_without_a_token(fuzzed_app: Flask) -> None:

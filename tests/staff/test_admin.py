@@ -461,3 +461,23 @@ def test_a_hostile_client_name_is_escaped(client: FlaskClient, desk: StaffUser) 
     db.session.commit()
     html = text(client.get("/staff/desk/accounts"))
     assert '<b onmouseover="x">' not in html and "&lt;b onmouseover=" in html
+
+
+def test_the_desk_sees_what_each_client_may_do(client: FlaskClient, desk: StaffUser) -> None:
+    # Given the DPI's client (the default set) and an operations client with two scopes
+    create_client("dpi-main", CLI)
+    create_client("dpi-ops", CLI, ["events:read", "documents:admin"])
+    db.session.commit()
+    html = text(client.get("/staff/desk/accounts"))
+    rows = {name: row.split("</tr>")[0] for row in html.split("<tr>")
+            for name in ("dpi-main", "dpi-ops") if f'<th scope="row">{name}</th>' in row}
+    # Then each row lists the client's scopes, and only those
+    dpi_set = ["documents:write", "documents:read", "consents:write", "patients:write",
+               "doctors:read", "events:read"]
+    assert all(f"<code>{s}</code>" in rows["dpi-main"] for s in dpi_set)
+    assert "documents:admin" not in rows["dpi-main"]
+    assert [s for s in [*dpi_set, "documents:admin"] if f"<code>{s}</code>" in rows["dpi-ops"]] \
+        == ["events:read", "documents:admin"]
+    # And the page says in words what each scope allows, and how to give them
+    assert "Lire et retirer les documents de tous les clients" in html
+    assert "--scope" in html
