@@ -137,6 +137,10 @@ class Settings:
             "SESSION_COOKIE_NAME": "__Host-relais" if production else "relais",
             "PERMANENT_SESSION_LIFETIME": timedelta(hours=10),
             "WTF_CSRF_TIME_LIMIT": 3600,
+            # Over HTTPS a form POST must also carry a Referer of our own origin (the CSRF
+            # token stays the main defence; this refuses a token replayed from another site).
+            # Our Referrer-Policy (same-origin, app/web) is what lets browsers send it.
+            "WTF_CSRF_SSL_STRICT": True,
             "BABEL_DEFAULT_LOCALE": "fr",
             "BABEL_DEFAULT_TIMEZONE": "Europe/Zurich",
             "LANGUAGES": ("fr", "en"),

@@ -31,6 +31,15 @@ CONTENT_SECURITY_POLICY = (
 )
 
 
+#: Our own pages get the full address of the page a request came from, and no other site gets
+#: anything, not even our origin (a link or a redirect to HIN, or to any other site, carries no
+#: Referer). Over HTTPS Flask-WTF's strict check (WTF_CSRF_SSL_STRICT) refuses every form POST
+#: whose Referer is missing or of another origin: with ``no-referrer`` the browser sent none,
+#: and every sign-in, language switch and sign-out failed with a 400. The Referer we now
+#: receive may hold a path with DPI ids or search words: it is never logged (the access line
+#: has the route template only; nginx's log format has no Referer).
+REFERRER_POLICY = "same-origin"
+
 #: Per-request values kept on ``g``. ``g`` belongs to the app context, which a request reuses
 #: when one is already pushed (a test, a CLI command serving requests): start each request
 #: without the previous one's values, so that no caller and no language leak from it.
@@ -52,7 +61,7 @@ def _secure_headers(response: Response) -> Response:
     headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
     headers["X-Content-Type-Options"] = "nosniff"
     headers["X-Frame-Options"] = "DENY"
-    headers["Referrer-Policy"] = "no-referrer"
+    headers["Referrer-Policy"] = REFERRER_POLICY
     headers["Cross-Origin-Opener-Policy"] = "same-origin"
     headers["Cross-Origin-Resource-Policy"] = "same-origin"
     headers["Permissions-Policy"] = "camera=(), microphone=(), geolocation=(), payment=()"

@@ -15,6 +15,7 @@ from app.auth.session import public
 from app.extensions import db
 from app.models import AuditEvent
 from tests.conftest import Api, make_app
+from tests.support.production import safe_production_settings
 
 #: Endpoints anyone may reach without signing in or a token. A new route that is not on this list
 #: and not in the token-protected API fails ``test_every_route_is_public_on_purpose_or_closed``:
@@ -63,7 +64,7 @@ def assert_secure_headers(response: TestResponse) -> None:
     assert "unsafe-eval" not in csp
     assert response.headers.get("X-Content-Type-Options") == "nosniff"
     assert response.headers.get("X-Frame-Options") == "DENY"
-    assert response.headers.get("Referrer-Policy") == "no-referrer"
+    assert response.headers.get("Referrer-Policy") == "same-origin"
     assert response.headers.get("Cache-Control") == "no-store"
     assert re.fullmatch(r"[A-Za-z0-9._-]{8,64}", response.headers.get("X-Request-ID", ""))
 
@@ -390,7 +391,7 @@ def test_a_trusted_proxy_tells_that_the_request_came_over_tls(tmp_path: Path) ->
 
 
 def test_production_always_sends_hsts(tmp_path: Path) -> None:
-    app = make_app(f"sqlite:///{tmp_path / 'x.db'}", RELAIS_ENV="production")
+    app = make_app(f"sqlite:///{tmp_path / 'x.db'}", **safe_production_settings())
     response = app.test_client().get("/")
     assert response.status_code == 200
     assert "Strict-Transport-Security" in response.headers
