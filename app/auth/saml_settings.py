@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import sys
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import click
 from cryptography import x509
@@ -194,6 +196,39 @@ def ensure_keypair(directory: Path, stem: str, common_name: str) -> tuple[str, s
 def pem_body(pem: str) -> str:
     """The base64 body of a PEM certificate, as SAML settings and metadata carry it."""
     return "".join(line for line in pem.strip().splitlines() if "-----" not in line)
+
+
+# --- what the pages' CSP must allow ---------------------------------------------------------
+
+_ORIGIN = re.compile(r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?")
+#: settings.json's path and modification time -> the IdP's single logout origin.
+_logout_origins: dict[tuple[str, int], str | None] = {}
+
+
+def idp_logout_origin(settings_dir: str) -> str | None:
+    """The origin (``https://host[:port]``) of the IdP's single logout service, or None.
+
+    Signing out of a HIN session posts one of our forms, whose answer redirects the browser to
+    that service; browsers check a form's redirects against the page's CSP ``form-action``
+    too, so the pages must name that origin. Read from ``settings.json`` (no python3-saml:
+    every response asks), again only when the file changes.
+    """
+    path = Path(settings_dir) / "settings.json"
+    try:
+        key = (str(path), path.stat().st_mtime_ns)
+    except OSError:
+        return None
+    if key not in _logout_origins:
+        try:
+            url = str(json.loads(path.read_text(encoding="utf-8"))["idp"][
+                "singleLogoutService"]["url"])
+        except (OSError, ValueError, KeyError, TypeError):
+            url = ""
+        parts = urlsplit(url)
+        origin = f"{parts.scheme}://{parts.netloc}"
+        _logout_origins.clear()
+        _logout_origins[key] = origin if _ORIGIN.fullmatch(origin) else None
+    return _logout_origins[key]
 
 
 # --- what production refuses ------------------------------------------------------------------

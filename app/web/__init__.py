@@ -56,9 +56,22 @@ def _start_request() -> None:
     g.request_id = incoming if _REQUEST_ID.fullmatch(incoming) else secrets.token_hex(12)
 
 
+def _content_security_policy() -> str:
+    """The CSP, its ``form-action`` naming HIN's single logout origin when HIN is configured:
+    the sign-out of a HIN session is a form whose answer redirects there, and Chromium blocks
+    a form's redirect to an origin ``form-action`` does not name (the session would end here
+    and never at HIN)."""
+    from app.auth.saml_settings import idp_logout_origin
+
+    origin = idp_logout_origin(current_app.config["SAML_SETTINGS_DIR"])
+    if origin is None:
+        return CONTENT_SECURITY_POLICY
+    return CONTENT_SECURITY_POLICY.replace("form-action 'self'", f"form-action 'self' {origin}")
+
+
 def _secure_headers(response: Response) -> Response:
     headers = response.headers
-    headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
+    headers.setdefault("Content-Security-Policy", _content_security_policy())
     headers["X-Content-Type-Options"] = "nosniff"
     headers["X-Frame-Options"] = "DENY"
     headers["Referrer-Policy"] = REFERRER_POLICY
