@@ -15,6 +15,9 @@ and the command runs.
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 import subprocess
 import sys
 import urllib.request
@@ -103,18 +106,30 @@ def environment(work: Path, case: str, port: int) -> dict[str, str]:
     return settings
 
 
-def gunicorn(settings: dict[str, str], timeout: float = 60.0) -> tuple[int, str]:
-    """``gunicorn -c gunicorn.conf.py`` as relais-web.service runs it, to its end."""
+def gunicorn(settings: dict[str, str], timeout: float = 60.0) -> tuple[int | None, str]:
+    """``gunicorn -c gunicorn.conf.py`` as relais-web.service runs it: its exit status (None
+    if it was still running after ``timeout``: it did not refuse) and its stderr. Its own
+    process group, all of it ended in any case: no worker outlives the test."""
     command = [sys.executable, "-m", "gunicorn", "-c", str(ROOT / "gunicorn.conf.py")]
-    process = subprocess.run(command, cwd=ROOT, env=base_environment(settings),
-                             capture_output=True, text=True, timeout=timeout, check=False)
-    return process.returncode, process.stderr
+    process = subprocess.Popen(command, cwd=ROOT, env=base_environment(settings),
+                               stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        _, stderr = process.communicate(timeout=timeout)
+        return process.returncode, stderr
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        _, stderr = process.communicate(timeout=10)
+        return None, stderr
+    finally:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(process.pid, signal.SIGKILL)
 
 
 @pytest.mark.parametrize("case", list(CASES))
 def test_gunicorn_refuses_to_start(tmp_path: Path, case: str) -> None:
     (port,) = free_ports(1, PORTS)
-    status, stderr = gunicorn(environment(tmp_path, case, port))
+    status, stderr = gunicorn(environment(tmp_path, case, port), timeout=30)
     assert status == 1, stderr
     lines = stderr.strip().splitlines()
     # One line, the reason, naming the setting; gunicorn never got to bind.
