@@ -2,7 +2,9 @@
 
 Every setting comes from the environment, or from ``instance/config.py`` (same names), or from
 the defaults below. Production refuses to start with unsafe values: a development secret, no
-document keys, or the development identity provider switched on.
+document keys, the development identity provider switched on, console SMS or email (codes and
+tokens in the log), no Redis (limits per process), or SAML settings trusting a development
+identity provider or signing with a development key.
 """
 
 from __future__ import annotations
@@ -135,6 +137,10 @@ class Settings:
             "SESSION_COOKIE_NAME": "__Host-relais" if production else "relais",
             "PERMANENT_SESSION_LIFETIME": timedelta(hours=10),
             "WTF_CSRF_TIME_LIMIT": 3600,
+            # Over HTTPS a form POST must also carry a Referer of our own origin (the CSRF
+            # token stays the main defence; this refuses a token replayed from another site).
+            # Our Referrer-Policy (same-origin, app/web) is what lets browsers send it.
+            "WTF_CSRF_SSL_STRICT": True,
             "BABEL_DEFAULT_LOCALE": "fr",
             "BABEL_DEFAULT_TIMEZONE": "Europe/Zurich",
             "LANGUAGES": ("fr", "en"),
@@ -166,6 +172,9 @@ def _build_policy(get: Any) -> PolicyConfig:
     )
 
 
+#: What a production REDIS_URL may start with (redis-py's ``Redis.from_url``).
+REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
+
 LOG_FORMATS = ("json", "text")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
@@ -179,6 +188,60 @@ def _logging(get: Any, production: bool) -> tuple[str, str]:
     if log_level not in LOG_LEVELS:
         raise ConfigError(f"LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}")
     return log_format, log_level
+
+
+def _refuse_unsafe_production_services(get: Any, mail_backend: str, sms_backend: str,
+                                       redis_url: str | None) -> None:
+    """Production refuses what would put codes and tokens in the log, or split the limits."""
+    # The console senders print each message whole to stdout, which gunicorn and systemd keep
+    # in the journal: every sign-in code, every email confirmation link.
+    if mail_backend == "console":
+        raise ConfigError("production refuses MAIL_BACKEND=console (it prints every email, "
+                          "confirmation links included, to the log): set MAIL_BACKEND=smtp")
+    if sms_backend == "console":
+        raise ConfigError("production refuses SMS_BACKEND=console (it prints every sign-in "
+                          "code to the log): set SMS_BACKEND=twilio")
+    missing = [name for name in ("TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN", "TWILIO_FROM_NUMBER")
+               if not str(get(name) or "").strip()]
+    if missing:
+        raise ConfigError(f"production with SMS_BACKEND=twilio needs {', '.join(missing)}")
+    # Without Redis every process keeps its own sign-in counters: with 4 workers on 2 servers a
+    # limit of 30 tries a minute lets 240 through, and each worker forgets on restart.
+    if not redis_url:
+        raise ConfigError("production needs REDIS_URL: the sign-in limits and the job queue "
+                          "must be shared by every process of every server")
+    if not redis_url.startswith(REDIS_SCHEMES):
+        raise ConfigError(f"REDIS_URL must be a Redis URL ({', '.join(REDIS_SCHEMES)}...)")
+    # Flask-Limiter's own settings pass through (RATELIMIT_*): none may undo the above.
+    storage = str(get("RATELIMIT_STORAGE_URI") or redis_url)
+    if not storage.startswith(REDIS_SCHEMES):
+        raise ConfigError("production refuses RATELIMIT_STORAGE_URI other than Redis: the "
+                          "sign-in limits must be shared by every process")
+    if not _bool(get("RATELIMIT_ENABLED", True)):
+        raise ConfigError("production refuses RATELIMIT_ENABLED off: sign-in must be limited")
+    for name in ("RATELIMIT_IN_MEMORY_FALLBACK_ENABLED", "RATELIMIT_SWALLOW_ERRORS"):
+        # Either would let sign-in go on, counted per process or not at all, while Redis is
+        # away: sign-in fails closed instead (app/auth/limits.py).
+        if _bool(get(name, False)):
+            raise ConfigError(f"production refuses {name}: sign-in must fail closed")
+
+
+def _refuse_development_saml(get: Any, instance_path: str, settings_dir: str) -> None:
+    """Production refuses SAML settings that trust a development IdP or use a development key.
+
+    The development IdP's key is on every laptop that ran ``make run``; settings trusting its
+    certificate (``hin dev-settings`` writes them) would accept a response signed with it for
+    any GLN. The settings are read here, at start, whole: weaker than required is refused too.
+    """
+    from app.auth.saml_settings import SettingsError, check_production_trust
+
+    dev_idp_dir = Path(str(get("SAML_DEV_IDP_DIR") or Path(instance_path) / "dev-idp"))
+    try:
+        check_production_trust(settings_dir, dev_idp_cert=dev_idp_dir / "idp.crt",
+                               dev_sp_cert=Path(instance_path) / "saml" / "certs" / "sp.crt")
+    except SettingsError as error:
+        raise ConfigError(f"production refuses SAML_SETTINGS_DIR ({settings_dir}): {error}"
+                          ) from None
 
 
 def load_settings(
@@ -232,6 +295,11 @@ def load_settings(
     sms_backend = str(get("SMS_BACKEND", "console"))
     if sms_backend not in {"console", "twilio"}:
         raise ConfigError("SMS_BACKEND must be console or twilio")
+    redis_url = str(get("REDIS_URL") or "").strip() or None
+    saml_settings_dir = str(get("SAML_SETTINGS_DIR", str(Path(instance_path) / "saml")))
+    if production:
+        _refuse_unsafe_production_services(get, mail_backend, sms_backend, redis_url)
+        _refuse_development_saml(get, instance_path, saml_settings_dir)
 
     max_bytes = _int("MAX_DOCUMENT_BYTES", get("MAX_DOCUMENT_BYTES", 20 * 1024 * 1024))
     if max_bytes <= 0:
@@ -301,13 +369,13 @@ def load_settings(
         database_url=str(
             get("DATABASE_URL", "sqlite:///" + str(Path(instance_path) / "relais.db"))
         ),
-        redis_url=get("REDIS_URL") or None,
+        redis_url=redis_url,
         document_keys=parse_document_keys(str(keys_value or DEV_DOCUMENT_KEYS)),
         public_base_url=str(get("PUBLIC_BASE_URL", "http://127.0.0.1:5000")).rstrip("/"),
         max_document_bytes=max_bytes,
         mail_backend=mail_backend,
         sms_backend=sms_backend,
-        saml_settings_dir=str(get("SAML_SETTINGS_DIR", str(Path(instance_path) / "saml"))),
+        saml_settings_dir=saml_settings_dir,
         saml_dev_idp=dev_idp,
         policy=_policy(get),
         proxy_hops=proxy_hops,

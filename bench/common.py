@@ -27,6 +27,23 @@ REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/7")
 BENCH_SECRET_KEY = "relais-benchmark-only-secret-key-0123456789abcdef"  # noqa: S105
 BENCH_DOCUMENT_KEYS = "bench1:" + base64.b64encode(b"relais-benchmark-document-key-32").decode()
 
+#: What production insists on besides the database, Redis and the keys (it refuses console
+#: SMS and email, and development SAML settings): an SMTP relay and Twilio that the benchmark
+#: never reaches (it sends no email, and signs in with the app's own session cookies; the soak
+#: replaces Twilio by its local server), and a SAML folder of its own that does not exist (HIN
+#: off): instance/saml may hold a laptop's development settings, which production refuses.
+PRODUCTION_SERVICES: dict[str, str] = {
+    "MAIL_BACKEND": "smtp",
+    "MAIL_SERVER": "127.0.0.1",
+    "MAIL_PORT": "25",
+    "SMS_BACKEND": "twilio",
+    "TWILIO_ACCOUNT_SID": "AC" + "0" * 32,
+    "TWILIO_AUTH_TOKEN": "benchmark-not-a-secret",
+    "TWILIO_FROM_NUMBER": "+41225550100",
+    "TWILIO_API_BASE": "http://127.0.0.1:9",
+    "SAML_SETTINGS_DIR": str(ROOT / "bench" / "no-saml-settings"),
+}
+
 
 def database_name(size: str) -> str:
     return f"relais_bench_{size}"
@@ -50,8 +67,7 @@ def app_environment(size: str) -> dict[str, str]:
         "DATABASE_URL": database_url(size),
         "REDIS_URL": REDIS_URL,
         "SAML_DEV_IDP": "0",
-        "MAIL_BACKEND": "console",
-        "SMS_BACKEND": "console",
+        **PRODUCTION_SERVICES,
     }
 
 

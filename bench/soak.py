@@ -60,7 +60,14 @@ from urllib.parse import urlencode
 from sqlalchemy import Connection, create_engine, text
 from sqlalchemy.engine import make_url
 
-from bench.common import BENCH_DOCUMENT_KEYS, BENCH_SECRET_KEY, PG_SERVER, RESULTS, ROOT
+from bench.common import (
+    BENCH_DOCUMENT_KEYS,
+    BENCH_SECRET_KEY,
+    PG_SERVER,
+    PRODUCTION_SERVICES,
+    RESULTS,
+    ROOT,
+)
 from bench.run import GUNICORN_ENV, Server, rss_mb
 from bench.seed import gln
 from tests.support.servers import free_ports
@@ -275,8 +282,9 @@ def soak_environment(options: SoakOptions, port: int = 0,
         "DATABASE_URL": options.database_url,
         "REDIS_URL": options.redis_url,
         "SAML_DEV_IDP": "0",
-        "MAIL_BACKEND": "console",
-        "SMS_BACKEND": "console",
+        # SMTP never reached (the soak's doctors get no email); Twilio replaced by the local
+        # server while gunicorn runs (``twilio`` below).
+        **PRODUCTION_SERVICES,
         "LOG_FORMAT": "json",
         "LOG_LEVEL": "WARNING",
         # All 200 doctors sign in from 127.0.0.1 within a minute or so: in production they

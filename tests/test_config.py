@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import base64
+import json
+import re
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -10,6 +12,11 @@ from typing import Any
 import pytest
 
 from app import create_app
+from app.auth.saml_settings import (
+    DEV_MARK_OID,
+    is_development_certificate,
+    load_certificate,
+)
 from app.config import (
     DEV_DOCUMENT_KEYS,
     DEV_SECRET_KEY,
@@ -18,14 +25,25 @@ from app.config import (
     load_settings,
     parse_document_keys,
 )
+from tests.support.production import (
+    certificate_for,
+    idp_trusting,
+    laptop_dev_idp,
+    laptop_keypair,
+    laptop_saml_settings,
+    make_tls_files,
+    safe_production_settings,
+    saml_folder,
+)
+from tests.support.saml_idp import keypair
 
 PROD_KEY = base64.b64encode(b"p" * 32).decode()
 OTHER_KEY = base64.b64encode(b"q" * 32).decode()
 
-#: A production configuration with nothing unsafe in it.
+#: A production configuration with nothing unsafe in it (HIN not configured: see the SAML
+#: section below for settings folders).
 SAFE_PRODUCTION: dict[str, str] = {
-    "RELAIS_ENV": "production",
-    "SECRET_KEY": "a-random-production-secret-of-more-than-32-characters",
+    **{name: str(value) for name, value in safe_production_settings().items()},
     "DOCUMENT_KEYS": f"prod1:{PROD_KEY}",
     "DATABASE_URL": "postgresql+psycopg://relais@db/relais",
 }
@@ -150,9 +168,28 @@ def test_safe_production_configuration_is_accepted(tmp_path: Path) -> None:
         # The development key must not decrypt in production either, even as a second key.
         ({"DOCUMENT_KEYS": f"prod1:{PROD_KEY},{DEV_DOCUMENT_KEYS}"}, "DOCUMENT_KEYS"),
         ({"SAML_DEV_IDP": "1"}, "SAML_DEV_IDP"),
+        # Console senders print codes and confirmation links to the log (the default too).
+        ({"MAIL_BACKEND": "console"}, "MAIL_BACKEND"),
+        ({"MAIL_BACKEND": None}, "MAIL_BACKEND"),
+        ({"SMS_BACKEND": "console"}, "SMS_BACKEND"),
+        ({"SMS_BACKEND": None}, "SMS_BACKEND"),
+        ({"TWILIO_AUTH_TOKEN": ""}, "TWILIO_AUTH_TOKEN"),
+        ({"TWILIO_ACCOUNT_SID": None, "TWILIO_FROM_NUMBER": " "},
+         "TWILIO_ACCOUNT_SID, TWILIO_FROM_NUMBER"),
+        # Without Redis each process keeps its own sign-in counters.
+        ({"REDIS_URL": None}, "REDIS_URL"),
+        ({"REDIS_URL": " "}, "REDIS_URL"),
+        ({"REDIS_URL": "memory://"}, "REDIS_URL"),
+        ({"RATELIMIT_STORAGE_URI": "memory://"}, "RATELIMIT_STORAGE_URI"),
+        ({"RATELIMIT_ENABLED": "0"}, "RATELIMIT_ENABLED"),
+        ({"RATELIMIT_IN_MEMORY_FALLBACK_ENABLED": "1"}, "RATELIMIT_IN_MEMORY_FALLBACK_ENABLED"),
+        ({"RATELIMIT_SWALLOW_ERRORS": "true"}, "RATELIMIT_SWALLOW_ERRORS"),
     ],
     ids=["no-secret", "dev-secret", "short-secret", "no-keys", "empty-keys", "dev-keys",
-         "dev-key-among-others", "dev-idp"],
+         "dev-key-among-others", "dev-idp", "console-mail", "default-mail", "console-sms",
+         "default-sms", "no-twilio-token", "no-twilio-sid-nor-sender", "no-redis",
+         "blank-redis", "memory-redis", "memory-limits", "limits-off", "limits-fall-back",
+         "limits-swallow-errors"],
 )
 def test_production_refuses_unsafe_values(
     tmp_path: Path, change: dict[str, str | None], problem: str
@@ -168,6 +205,10 @@ def test_create_app_in_production_with_unsafe_settings_raises() -> None:
         create_app({**SAFE_PRODUCTION, "SECRET_KEY": DEV_SECRET_KEY})
     with pytest.raises(ConfigError, match="SAML_DEV_IDP"):
         create_app({**SAFE_PRODUCTION, "SAML_DEV_IDP": True})
+    with pytest.raises(ConfigError, match="SMS_BACKEND"):
+        create_app({**SAFE_PRODUCTION, "SMS_BACKEND": "console"})
+    with pytest.raises(ConfigError, match="REDIS_URL"):
+        create_app({**SAFE_PRODUCTION, "REDIS_URL": None})
 
 
 def test_create_app_in_production_with_safe_settings_starts() -> None:
@@ -332,3 +373,129 @@ def test_no_proxy_is_trusted_by_default(tmp_path: Path) -> None:
 def test_bad_proxy_hops_are_refused(tmp_path: Path, value: str) -> None:
     with pytest.raises(ConfigError, match="PROXY_HOPS"):
         load(tmp_path, {"PROXY_HOPS": value})
+
+
+# --- production refuses development SAML settings -------------------------------------------
+#
+# `load(tmp_path, ...)` takes tmp_path as the instance folder: `laptop_dev_idp(tmp_path)` and
+# `laptop_saml_settings(tmp_path / "saml", ...)` leave in it what `make run` leaves in instance/.
+
+
+def production_with_saml(instance: Path, folder: Path, **changes: str) -> Settings:
+    return load(instance, {**SAFE_PRODUCTION, "SAML_SETTINGS_DIR": str(folder), **changes})
+
+
+def test_the_key_pairs_made_for_a_laptop_carry_the_development_mark(tmp_path: Path) -> None:
+    # What the app itself makes for a laptop: the development IdP's pair, hin dev-settings' pair
+    with create_app({"SAML_DEV_IDP": "1", "SAML_DEV_IDP_DIR": str(tmp_path / "dev-idp"),
+                     "SAML_SETTINGS_DIR": str(tmp_path / "saml")}).app_context():
+        from flask import current_app
+
+        from app.auth.saml_settings import write_dev_settings_for
+
+        assert write_dev_settings_for(current_app)
+    for pem in ((tmp_path / "dev-idp" / "idp.crt").read_text(),
+                (tmp_path / "saml" / "certs" / "sp.crt").read_text()):
+        certificate = load_certificate(pem)
+        assert is_development_certificate(certificate)
+        assert certificate.extensions.get_extension_for_oid(DEV_MARK_OID).critical is False
+    # ... and nothing else does
+    assert not is_development_certificate(load_certificate(keypair("hin")[1]))
+    assert not is_development_certificate(load_certificate(make_tls_files(tmp_path)[0]
+                                                           .read_text()))
+
+
+def test_production_accepts_settings_of_its_own(tmp_path: Path) -> None:
+    folder = saml_folder(tmp_path / "etc-relais-saml")
+    # Even beside what `make run` left in the instance folder.
+    laptop_saml_settings(tmp_path / "saml", laptop_dev_idp(tmp_path))
+    settings = production_with_saml(tmp_path, folder)
+    assert settings.saml_settings_dir == str(folder)
+
+
+def test_production_refuses_the_settings_make_run_writes(tmp_path: Path) -> None:
+    # Given the folder `make run` (hin dev-settings) wrote, trusting the development IdP
+    laptop_saml_settings(tmp_path / "saml", laptop_dev_idp(tmp_path))
+    # Then production refuses to start with it, naming the setting and the reason
+    with pytest.raises(ConfigError, match=r"SAML_SETTINGS_DIR .*the IdP certificate is a "
+                                          r"development one"):
+        production_with_saml(tmp_path, tmp_path / "saml")
+
+
+def _refusal(tmp_path: Path, case: str) -> Path:
+    """A SAML settings folder with one unsafe thing in it; the rest as production's own."""
+    folder = tmp_path / "etc-relais-saml"
+    if case == "idp-cert-made-for-a-laptop":
+        saml_folder(folder, idp_cert=laptop_keypair("SP")[1])  # any hin dev-settings pair
+    elif case == "idp-cert-of-the-dev-idp":
+        # The development IdP's certificate itself, even without the mark (one made by hand,
+        # or by an older Relais): it is known by its key.
+        _, cert = keypair("unmarked-dev-idp")
+        (tmp_path / "dev-idp").mkdir()
+        (tmp_path / "dev-idp" / "idp.crt").write_text(cert)
+        saml_folder(folder, idp_cert=cert)
+    elif case == "dev-cert-among-several":
+        saml_folder(folder)
+        settings = json.loads((folder / "settings.json").read_text())
+        settings["idp"]["x509certMulti"] = {"signing": [
+            settings["idp"]["x509cert"], laptop_dev_idp(tmp_path)["cert"]]}
+        (folder / "settings.json").write_text(json.dumps(settings))
+    elif case == "sp-cert-made-for-a-laptop":
+        laptop_saml_settings(folder, idp_trusting(keypair("hin")[1]))
+    elif case == "sp-key-of-make-run-with-a-new-cert":
+        # The key `make run` made, dressed in a certificate of its own
+        laptop_saml_settings(tmp_path / "saml", laptop_dev_idp(tmp_path))
+        dev_key = (tmp_path / "saml" / "certs" / "sp.key").read_text()
+        saml_folder(folder, sp_pair=(dev_key, certificate_for(dev_key)))
+    elif case == "sp-key-of-the-dev-idp":
+        laptop_dev_idp(tmp_path)
+        dev_key = (tmp_path / "dev-idp" / "idp.key").read_text()
+        saml_folder(folder, sp_pair=(dev_key, certificate_for(dev_key)))
+    elif case == "sp-key-not-of-its-cert":
+        saml_folder(folder, sp_pair=(keypair("sp-a")[0], keypair("sp-b")[1]))
+    elif case == "assertions-unsigned":
+        saml_folder(folder)
+        advanced = json.loads((folder / "advanced_settings.json").read_text())
+        advanced["security"]["wantAssertionsSigned"] = False
+        (folder / "advanced_settings.json").write_text(json.dumps(advanced))
+    elif case == "unreadable":
+        folder.mkdir()
+        (folder / "settings.json").write_text("{not json")
+    else:
+        raise AssertionError(case)
+    return folder
+
+
+SAML_REFUSALS = {
+    "idp-cert-made-for-a-laptop": "the IdP certificate is a development one",
+    "idp-cert-of-the-dev-idp": "the IdP certificate is the development identity provider's",
+    "dev-cert-among-several": "the IdP certificate is a development one",
+    "sp-cert-made-for-a-laptop": "the SP certificate",
+    "sp-key-of-make-run-with-a-new-cert": r"the SP key \(certs/sp.key\) is the development one",
+    "sp-key-of-the-dev-idp": r"the SP key \(certs/sp.key\) is the development one",
+    "sp-key-not-of-its-cert": "does not belong to the SP certificate",
+    "assertions-unsigned": "security.wantAssertionsSigned must be True",
+    "unreadable": "unreadable settings",
+}
+
+
+@pytest.mark.parametrize("case", sorted(SAML_REFUSALS))
+def test_production_refuses_development_or_weak_saml_settings(tmp_path: Path,
+                                                              case: str) -> None:
+    folder = _refusal(tmp_path, case)
+    with pytest.raises(ConfigError) as refused:
+        production_with_saml(tmp_path, folder)
+    message = str(refused.value)
+    assert message.startswith(f"production refuses SAML_SETTINGS_DIR ({folder}): ")
+    assert re.search(SAML_REFUSALS[case], message), message
+    # The same folder is fine on a laptop: only production refuses it.
+    load(tmp_path, {"SAML_SETTINGS_DIR": str(folder)})
+
+
+def test_the_development_idp_folder_may_be_moved_and_is_still_known(tmp_path: Path) -> None:
+    _, cert = keypair("unmarked-dev-idp")
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "elsewhere" / "idp.crt").write_text(cert)
+    folder = saml_folder(tmp_path / "etc-relais-saml", idp_cert=cert)
+    with pytest.raises(ConfigError, match="development identity provider's"):
+        production_with_saml(tmp_path, folder, SAML_DEV_IDP_DIR=str(tmp_path / "elsewhere"))

@@ -31,6 +31,15 @@ CONTENT_SECURITY_POLICY = (
 )
 
 
+#: Our own pages get the full address of the page a request came from, and no other site gets
+#: anything, not even our origin (a link or a redirect to HIN, or to any other site, carries no
+#: Referer). Over HTTPS Flask-WTF's strict check (WTF_CSRF_SSL_STRICT) refuses every form POST
+#: whose Referer is missing or of another origin: with ``no-referrer`` the browser sent none,
+#: and every sign-in, language switch and sign-out failed with a 400. The Referer we now
+#: receive may hold a path with DPI ids or search words: it is never logged (the access line
+#: has the route template only; nginx's log format has no Referer).
+REFERRER_POLICY = "same-origin"
+
 #: Per-request values kept on ``g``. ``g`` belongs to the app context, which a request reuses
 #: when one is already pushed (a test, a CLI command serving requests): start each request
 #: without the previous one's values, so that no caller and no language leak from it.
@@ -47,12 +56,25 @@ def _start_request() -> None:
     g.request_id = incoming if _REQUEST_ID.fullmatch(incoming) else secrets.token_hex(12)
 
 
+def _content_security_policy() -> str:
+    """The CSP, its ``form-action`` naming HIN's single logout origin when HIN is configured:
+    the sign-out of a HIN session is a form whose answer redirects there, and Chromium blocks
+    a form's redirect to an origin ``form-action`` does not name (the session would end here
+    and never at HIN)."""
+    from app.auth.saml_settings import idp_logout_origin
+
+    origin = idp_logout_origin(current_app.config["SAML_SETTINGS_DIR"])
+    if origin is None:
+        return CONTENT_SECURITY_POLICY
+    return CONTENT_SECURITY_POLICY.replace("form-action 'self'", f"form-action 'self' {origin}")
+
+
 def _secure_headers(response: Response) -> Response:
     headers = response.headers
-    headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
+    headers.setdefault("Content-Security-Policy", _content_security_policy())
     headers["X-Content-Type-Options"] = "nosniff"
     headers["X-Frame-Options"] = "DENY"
-    headers["Referrer-Policy"] = "no-referrer"
+    headers["Referrer-Policy"] = REFERRER_POLICY
     headers["Cross-Origin-Opener-Policy"] = "same-origin"
     headers["Cross-Origin-Resource-Policy"] = "same-origin"
     headers["Permissions-Policy"] = "camera=(), microphone=(), geolocation=(), payment=()"

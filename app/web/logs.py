@@ -128,6 +128,10 @@ def logging_config(log_format: str, level: str = "INFO") -> dict[str, Any]:
             # The twilio client logs each request at INFO: its URL (with the account SID) and
             # headers. Not ours to print: WARNING and above only.
             "twilio": {"level": "WARNING", "handlers": [], "propagate": True},
+            # Flask-Limiter logs each breach at INFO with its key, and the per-account key is
+            # the login as typed: a password typed into the login field by mistake. Its
+            # warnings (storage errors) carry no key.
+            "flask-limiter": {"level": "WARNING", "handlers": [], "propagate": True},
         },
     }
 

@@ -25,6 +25,7 @@ from app.models import AuditEvent, Doctor, HinIdentity
 from app.models.auth import SamlAssertion, SamlRequest
 from app.models.base import utcnow
 from tests.conftest import audit_text, sibling_app
+from tests.support.production import safe_production_settings
 from tests.support.saml_idp import (
     ACS_URL,
     DS,
@@ -697,9 +698,10 @@ def test_dev_settings_are_refused_in_production(app: Flask, tmp_path: Path) -> N
     import base64
 
     key = base64.b64encode(b"p" * 32).decode()
-    with sibling_app(app, RELAIS_ENV="production", SECRET_KEY="s" * 40,
-                     DOCUMENT_KEYS=f"prod1:{key}", SAML_SETTINGS_DIR=str(tmp_path / "s"),
-                     SAML_DEV_IDP="0") as production, production.app_context():
+    with sibling_app(app, **safe_production_settings(
+            SECRET_KEY="s" * 40, DOCUMENT_KEYS=f"prod1:{key}",
+            SAML_SETTINGS_DIR=str(tmp_path / "s"), SAML_DEV_IDP="0"),
+    ) as production, production.app_context():
         result = production.test_cli_runner().invoke(args=["hin", "dev-settings"])
     assert result.exit_code == 1
     assert "refused in production" in result.output

@@ -562,8 +562,9 @@ def test_the_signed_in_session_cookie_is_http_only_and_same_site(
 
 def test_in_production_the_session_cookie_is_secure_and_host_only(tmp_path: Any) -> None:
     from tests.conftest import make_app
+    from tests.support.production import safe_production_settings
 
-    production = make_app(f"sqlite:///{tmp_path / 'x.db'}", RELAIS_ENV="production")
+    production = make_app(f"sqlite:///{tmp_path / 'x.db'}", **safe_production_settings())
     answer = production.test_client().get("/auth/login")
     assert answer.status_code == 200
     # The __Host- prefix: the browser refuses it unless Secure, Path=/ and without Domain.

@@ -5,7 +5,10 @@ two ``dispatch release-due`` at the same moment) starts them here. Each server:
 
 * runs ``gunicorn -w N -b 127.0.0.1:<port> wsgi:app`` with explicit flags only: a
   ``gunicorn.conf.py`` in the checkout (the production profile) is *not* read, so that what the
-  test runs is exactly what it says;
+  test runs is exactly what it says; or, with ``production=True``, exactly as
+  ``deploy/systemd/relais-web.service`` does: ``gunicorn -c gunicorn.conf.py wsgi:app``, the
+  address and the workers given as ``GUNICORN_BIND`` and ``GUNICORN_WORKERS`` (and TLS with
+  ``--certfile``/``--keyfile`` when a certificate is given: gunicorn's own TLS);
 * gets a clean environment (the test's settings, nothing inherited but PATH and the locale), so
   that a developer's DATABASE_URL or proxy variables cannot leak into it;
 * writes its stderr (gunicorn's log and the app's) to a file the test reads afterwards, to look
@@ -20,6 +23,7 @@ import contextlib
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -87,12 +91,20 @@ class AppServer:
     """One gunicorn instance of the app; ``start()``/``stop()`` or a context manager."""
 
     def __init__(self, name: str, port: int, settings: Mapping[str, str], log_dir: Path,
-                 *, workers: int = 2, host: str = "127.0.0.1") -> None:
+                 *, workers: int = 2, host: str = "127.0.0.1", production: bool = False,
+                 tls: tuple[Path, Path] | None = None) -> None:
         self.name = name
         self.host = host
         self.port = port
         self.workers = workers
-        self.env = base_environment(settings)
+        self.production = production
+        #: (certificate, key) in PEM: gunicorn serves HTTPS with them.
+        self.tls = tls
+        gunicorn_settings = dict(settings)
+        if production:
+            gunicorn_settings.setdefault("GUNICORN_BIND", f"{host}:{port}")
+            gunicorn_settings.setdefault("GUNICORN_WORKERS", str(workers))
+        self.env = base_environment(gunicorn_settings)
         self.log_path = log_dir / f"{name}.stderr.log"
         # Flags only: an empty config file stops gunicorn from reading ./gunicorn.conf.py.
         self._config_path = log_dir / "gunicorn-flags-only.conf.py"
@@ -100,9 +112,22 @@ class AppServer:
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        return f"{'https' if self.tls else 'http'}://{self.host}:{self.port}"
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        """A client context trusting this server's certificate (None on plain http)."""
+        if self.tls is None:
+            return None
+        return ssl.create_default_context(cafile=str(self.tls[0]))
 
     def command(self) -> list[str]:
+        tls_flags = ["--certfile", str(self.tls[0]), "--keyfile", str(self.tls[1])] \
+            if self.tls else []
+        if self.production:
+            # What the systemd unit runs; gunicorn.conf.py reads GUNICORN_* and checks the app's
+            # settings before any worker starts.
+            return [sys.executable, "-m", "gunicorn", "-c", str(ROOT / "gunicorn.conf.py"),
+                    *tls_flags, "wsgi:app"]
         return [
             sys.executable, "-m", "gunicorn",
             "--config", str(self._config_path),
@@ -113,6 +138,7 @@ class AppServer:
             # gunicorn 27's control socket defaults to one path per user ($HOME/.gunicorn):
             # two instances would take it from each other.
             "--no-control-socket",
+            *tls_flags,
             "wsgi:app",
         ]
 
@@ -156,7 +182,8 @@ class AppServer:
     def _healthy(self) -> bool:
         try:
             # The URL is our own local server's, built above: no user input.
-            with urllib.request.urlopen(f"{self.url}/healthz", timeout=2) as answer:  # noqa: S310
+            with urllib.request.urlopen(f"{self.url}/healthz", timeout=2,  # noqa: S310
+                                        context=self.ssl_context()) as answer:
                 return bool(answer.status == 200)
         except (urllib.error.URLError, OSError):
             return False

@@ -14,6 +14,7 @@ import io
 import json
 import logging
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -42,7 +43,15 @@ from tests.auth.test_login import (
     post_login,
     use_twilio,
 )
-from tests.conftest import TEST_KEY, Api, consent_body, document_body
+from tests.conftest import (
+    TEST_KEY,
+    Api,
+    consent_body,
+    document_body,
+    sibling_app,
+    skip_or_fail,
+)
+from tests.support.production import safe_production_settings
 from tests.support.signin import sign_in_as
 from tests.support.twilio_server import (
     TwilioServer,
@@ -223,8 +232,9 @@ def test_an_unknown_path_is_logged_without_it(client: FlaskClient, captured: Cap
 
 
 def production(**values: str) -> dict[str, str]:
-    return {"RELAIS_ENV": "production", "SECRET_KEY": "s" * 40,
-            "DOCUMENT_KEYS": f"test1:{TEST_KEY}", **values}
+    """A safe production environment (SMTP, Twilio, Redis, HIN off): nothing unsafe in it."""
+    return {**{name: str(value) for name, value in safe_production_settings().items()},
+            "SECRET_KEY": "s" * 40, "DOCUMENT_KEYS": f"test1:{TEST_KEY}", **values}
 
 
 def test_json_in_production_text_elsewhere_and_sql_parameters_hidden(tmp_path: Path) -> None:
@@ -253,6 +263,9 @@ def test_the_logging_config_routes_gunicorn_and_werkzeug_through_one_handler() -
     assert logging_config("text")["loggers"]["werkzeug"]["level"] == "INFO"
     # The twilio client's request lines (URL with the account SID, headers) never print.
     assert all(logging_config(f)["loggers"]["twilio"]["level"] == "WARNING"
+               for f in ("json", "text"))
+    # Flask-Limiter's breach lines carry the typed login (a password, typed there by mistake).
+    assert all(logging_config(f)["loggers"]["flask-limiter"]["level"] == "WARNING"
                for f in ("json", "text"))
 
 
@@ -293,12 +306,18 @@ def get(url: str, headers: dict[str, str]) -> tuple[int, str]:
         return int(error.code), str(error.headers["X-Request-ID"])
 
 
+@pytest.mark.redis
 def test_gunicorn_in_production_writes_only_json_and_no_raw_path(app: Flask) -> None:
     port = port_in_our_range()
+    # Production needs Redis (the API's budget for calls without a valid token counts there).
+    redis_url = os.environ.get("REDIS_URL")
+    if not redis_url:
+        skip_or_fail("REDIS_URL is not set: gunicorn in production needs Redis")
+    assert redis_url is not None
     env = {**os.environ, **production(), "DATABASE_URL": app.config["SQLALCHEMY_DATABASE_URI"],
            "GUNICORN_BIND": f"127.0.0.1:{port}", "GUNICORN_WORKERS": "1",
-           "GUNICORN_THREADS": "2", "PROXY_HOPS": "1"}
-    env.pop("REDIS_URL", None)
+           "GUNICORN_THREADS": "2", "PROXY_HOPS": "1", "REDIS_URL": redis_url,
+           "RATELIMIT_KEY_PREFIX": f"relais-logs-{os.getpid()}"}
     process = subprocess.Popen(
         [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py"],
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -320,3 +339,107 @@ def test_gunicorn_in_production_writes_only_json_and_no_raw_path(app: Flask) -> 
     assert line["remote_addr"] == "203.0.113.7"  # through ProxyFix, PROXY_HOPS=1
     assert_clean(out + err, DPI_ID, DOCUMENT_ID)
     assert any(x["logger"] == "gunicorn.error" for x in lines)
+
+
+# --- production: no code, token or password in any log ----------------------------------------
+
+
+class Https:
+    """A browser on the production profile: every request over HTTPS, each form posted from
+    our own page (the Referer a same-origin policy gives), in an app context of its own."""
+
+    def __init__(self, app: Flask) -> None:
+        self.client = app.test_client()
+        self.app = app
+
+    def get(self, path: str) -> TestResponse:
+        with self.app.app_context():
+            return self.client.get(path, base_url="https://relais.test")
+
+    def post(self, path: str, data: dict[str, str]) -> TestResponse:
+        with self.app.app_context():
+            page = self.client.get(path if path != "/auth/code/resend" else "/auth/code",
+                                   base_url="https://relais.test")
+            match = re.search(r'name="csrf_token" value="([^"]+)"', page.get_data(as_text=True))
+            assert match is not None, path
+            return self.client.post(path, base_url="https://relais.test",
+                                    data={"csrf_token": match.group(1), **data},
+                                    headers={"Referer": f"https://relais.test{path}"})
+
+
+@pytest.fixture()
+def production_loggers(captured: Captured) -> Iterator[Captured]:
+    """The named loggers at the levels production gives them (gunicorn.conf.py, wsgi.py)."""
+    saved = {}
+    for name, settings in logging_config("json")["loggers"].items():
+        logger = logging.getLogger(name)
+        saved[name] = logger.level
+        logger.setLevel(settings["level"])
+    try:
+        yield captured
+    finally:
+        for name, level in saved.items():
+            logging.getLogger(name).setLevel(level)
+
+
+@pytest.mark.redis
+def test_production_sign_in_and_email_confirmation_log_no_code_token_or_password(
+    app: Flask, production_loggers: Captured, twilio_server: TwilioServer,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    from tests.notify.smtp_server import Smtp
+
+    redis_url = os.environ.get("REDIS_URL")
+    if not redis_url:
+        skip_or_fail("REDIS_URL is not set: the production profile needs Redis")
+    make_doctor("cmuller")
+    smtp = Smtp()
+    smtp.start()
+    try:
+        with sibling_app(app, **safe_production_settings(
+            REDIS_URL=redis_url, RATELIMIT_KEY_PREFIX=f"relais-prodlogs-{os.getpid()}",
+            RATELIMIT_SIGNIN_PER_ACCOUNT="2 per hour", MAIL_BACKEND="smtp",
+            MAIL_SERVER="127.0.0.1", MAIL_PORT=smtp.port, PUBLIC_BASE_URL="https://relais.test",
+            LOG_FORMAT="json", **twilio_server.config(),
+        )) as production:
+            browser = Https(production)
+            # A doctor types her password into the login field, twice, then past the limit
+            for _ in range(3):
+                answer = browser.post("/auth/login", {"login": PASSWORD, "password": "x"})
+            assert answer.status_code == 429
+            # Then signs in properly: a wrong code first, then the one the SMS carried
+            answer = browser.post("/auth/login", {"login": "cmuller", "password": PASSWORD})
+            assert answer.headers["Location"] == "/auth/code"
+            code = code_from(twilio_server)
+            wrong = f"{(int(code) + 1) % 1_000_000:06d}"
+            assert browser.post("/auth/code", {"code": wrong}).status_code == 200
+            assert browser.post("/auth/code", {"code": code}).status_code == 303
+            # And changes her email address, confirmed from the link the email carries
+            answer = browser.post("/profile", {
+                "email": "claire@cabinet-muller.example", "notification_mode": "immediate",
+                "digest_hour": "7", "patients_view": "all", "patients_recent_months": "12",
+                "documents_view": "all", "landing_page": "documents", "language": "fr"})
+            assert answer.status_code == 303
+            [email] = smtp.inbox.parsed()
+            body = email.get_body(preferencelist=("plain",)).get_content()
+            link = re.search(r"https://relais\.test/profile/email/confirm/(\S+)", body)
+            assert link is not None, body
+            token = link.group(1)
+            answer = browser.post(f"/profile/email/confirm/{token}", {})
+            assert answer.status_code == 303
+            assert "confirmée" in browser.get("/profile").get_data(as_text=True)
+    finally:
+        smtp.stop()
+
+    printed = capfd.readouterr()
+    # Every line the app's process logged, but the test's own SMTP server's (aiosmtpd).
+    logged = "\n".join(json.dumps(line) for line in production_loggers.lines()
+                       if line["logger"] != "mail.log")
+    assert len(production_loggers.access()) >= 10, "the capture saw nothing"
+    for name, secret in {"password": PASSWORD, "code": code, "wrong code": wrong,
+                         "email token": token}.items():
+        for where, text in (("log", logged), ("stdout", printed.out),
+                            ("stderr", printed.err)):
+            assert not re.search(rf"(?<![0-9A-Za-z]){re.escape(secret)}(?![0-9A-Za-z])",
+                                 text), f"the {name} reached the {where}"
+    assert "cmuller" not in logged  # nor a login

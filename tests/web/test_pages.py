@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from app.auth.session import public
 from app.extensions import db
 from app.models import AuditEvent
 from tests.conftest import Api, make_app
+from tests.support.production import safe_production_settings, saml_folder
 
 #: Endpoints anyone may reach without signing in or a token. A new route that is not on this list
 #: and not in the token-protected API fails ``test_every_route_is_public_on_purpose_or_closed``:
@@ -63,7 +65,7 @@ def assert_secure_headers(response: TestResponse) -> None:
     assert "unsafe-eval" not in csp
     assert response.headers.get("X-Content-Type-Options") == "nosniff"
     assert response.headers.get("X-Frame-Options") == "DENY"
-    assert response.headers.get("Referrer-Policy") == "no-referrer"
+    assert response.headers.get("Referrer-Policy") == "same-origin"
     assert response.headers.get("Cache-Control") == "no-store"
     assert re.fullmatch(r"[A-Za-z0-9._-]{8,64}", response.headers.get("X-Request-ID", ""))
 
@@ -390,7 +392,40 @@ def test_a_trusted_proxy_tells_that_the_request_came_over_tls(tmp_path: Path) ->
 
 
 def test_production_always_sends_hsts(tmp_path: Path) -> None:
-    app = make_app(f"sqlite:///{tmp_path / 'x.db'}", RELAIS_ENV="production")
+    app = make_app(f"sqlite:///{tmp_path / 'x.db'}", **safe_production_settings())
     response = app.test_client().get("/")
     assert response.status_code == 200
     assert "Strict-Transport-Security" in response.headers
+
+
+# --- form-action and HIN's single logout ----------------------------------------------------
+
+
+def _csp_with_saml(tmp_path: Path, slo: str | None) -> str:
+    folder = tmp_path / "saml"
+    if slo is not None:
+        saml_folder(folder)
+        settings = json.loads((folder / "settings.json").read_text())
+        settings["idp"]["singleLogoutService"]["url"] = slo
+        (folder / "settings.json").write_text(json.dumps(settings))
+    app = make_app(f"sqlite:///{tmp_path / 'x.db'}", SAML_SETTINGS_DIR=str(folder))
+    return str(app.test_client().get("/").headers["Content-Security-Policy"])
+
+
+def test_pages_let_the_hin_sign_out_form_go_on_to_hin(tmp_path: Path) -> None:
+    # The sign-out of a HIN session is our form, answered by a redirect to HIN's single logout:
+    # Chromium checks that redirect against form-action too.
+    csp = _csp_with_saml(tmp_path, "https://idp.hin.ch:8443/slo?x=1")
+    assert "form-action 'self' https://idp.hin.ch:8443;" in csp
+    # Only the origin: whatever follows it in the settings never reaches the header.
+    csp = _csp_with_saml(tmp_path / "other", "https://idp.hin.ch/slo; script-src *")
+    assert "form-action 'self' https://idp.hin.ch;" in csp and "*" not in csp
+
+
+@pytest.mark.parametrize("slo", [None, "https://idp.hin.ch;script-src */slo", "javascript:x",
+                                 "ftp://idp.hin.ch/slo", "https://user@idp.hin.ch/slo", ""])
+def test_without_a_sound_logout_address_form_action_is_self_only(tmp_path: Path,
+                                                                  slo: str | None) -> None:
+    csp = _csp_with_saml(tmp_path, slo)
+    assert "form-action 'self';" in csp
+    assert "script-src 'self';" in csp and "*" not in csp
