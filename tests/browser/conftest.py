@@ -12,6 +12,7 @@ import pytest
 from werkzeug.serving import make_server
 
 from tests.conftest import make_app, skip_or_fail, upgrade
+from tests.support.servers import real_clock_environment
 
 CHROMIUM = "/usr/bin/chromium"
 AXE = Path(__file__).parent / "node_modules" / "axe-core" / "axe.min.js"
@@ -24,6 +25,14 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--no-first-run",
 ]
+
+
+def launch_chromium(playwright: Any) -> Any:
+    """Debian's Chromium, headless. It runs on the real clock even under
+    ``make test-clock-ahead``: the browser is the doctor's own computer, another machine, and
+    libfaketime keeps Chromium from ever closing."""
+    return playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS,
+                                      env=real_clock_environment())
 
 
 @pytest.fixture(scope="session")
@@ -45,7 +54,7 @@ def browser() -> Iterator[Any]:
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        chromium = launch_chromium(p)
         yield chromium
         chromium.close()
 

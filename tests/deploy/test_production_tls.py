@@ -46,7 +46,7 @@ from sqlalchemy.engine import Engine
 
 from app.gln import make_gln
 from app.models.base import utcnow
-from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS
+from tests.browser.conftest import CHROMIUM, launch_chromium
 from tests.conftest import PDF, postgres_url, private_postgres_database, skip_or_fail
 from tests.support.production import ProductionStack, production_stack
 from tests.support.redis_server import REDIS_SERVER
@@ -95,7 +95,7 @@ def chromium() -> Iterator[Any]:
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        browser = launch_chromium(p)
         yield browser
         browser.close()
 
