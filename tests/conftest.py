@@ -316,3 +316,11 @@ def active_doctor(app: Flask) -> Any:
     db.session.add(doctor)
     db.session.commit()
     return doctor
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Any]:
+    """Debian's headless Chromium, one for the session (``tests/support/chromium.py``)."""
+    from tests.support.chromium import chromium_session
+
+    yield from chromium_session(skip_or_fail)

@@ -97,7 +97,8 @@ def test_pages_and_viewer_run_nothing_of_the_payloads(
     assert page.locator("#pdf-pages canvas").count() == 1
     assert SCRIPT in page.inner_text("h1")
     viewer_url = page.url
-    # The content URL opened directly: sandboxed, so no script and no plugin runs.
+    # The content URL opened directly (not from our viewer) leads back to the viewer; were it
+    # served, it would be an attachment under a sandboxing CSP: no script, no plugin runs.
     try:
         page.goto(viewer_url + "/content", wait_until="load")
     except Exception as error:

@@ -87,6 +87,23 @@ def row_of(page: Any, title: str) -> str:
     return text
 
 
+def open_patient(page: Any, portal: Portal, dpi_id: str) -> None:
+    """Open a patient's page by its address, as a bookmark would: the page asks first (the
+    browser says the request came from no page of ours), and the button opens the record."""
+    page.goto(f"{portal.url}/staff/patients/{dpi_id}")
+    assert page.get_by_role("heading", level=1).inner_text() in (
+        "Ouvrir le dossier d'un patient", "Open a patient's record")
+    assert dpi_id in page.locator("main").inner_text()
+    page.locator("main a.button-primary").click()
+    page.wait_for_url(re.compile(re.escape(f"/staff/patients/{dpi_id}") + "$"))
+
+
+def follow_our_link(page: Any, url: str) -> None:
+    """Go to ``url`` as a link of the page shown would (the request is then our own pages')."""
+    with page.expect_navigation():
+        page.evaluate("url => { window.location.href = url; }", url)
+
+
 def assert_accessible(page: Any) -> None:
     violations = axe_violations(page)
     assert violations == [], [(v["id"], [n["target"] for n in v["nodes"]]) for v in violations]
@@ -124,7 +141,7 @@ def test_staff_choose_a_doctor_record_consents_and_follow_letters(browser: Any,
     assert consents(ADULT, portal) == [(MULLER, True, True)]
 
     # A 14-year-old: refused without the young person's agreement, nothing stored
-    page.goto(f"{portal.url}/staff/patients/{TEEN}")
+    open_patient(page, portal, TEEN)
     assert "de 12 à 15 ans" in page.locator(".staff-consent-rule").inner_text()
     page.get_by_label("GLN du médecin").fill(ROCHAT)
     page.get_by_label("Un représentant", exact=True).check()
@@ -144,7 +161,7 @@ def test_staff_choose_a_doctor_record_consents_and_follow_letters(browser: Any,
 
     # A sensitive letter from the DPI is held, with its release time
     send_sensitive(portal, "DOC-SENSITIVE-1")
-    page.goto(f"{portal.url}/staff/patients/{ADULT}")
+    open_patient(page, portal, ADULT)
     held = row_of(page, "Lettre DOC-SENSITIVE-1")
     assert "Retenu" in held and "envoi prévu le" in held
     assert "délai avant l'envoi" in held
@@ -205,12 +222,16 @@ def test_every_page_is_accessible_in_french_and_english(browser: Any, portal: Po
             page.get_by_role("button", name="English").click()
             page.wait_for_load_state()
         for path in PAGES:
-            page.goto(portal.url + path)
+            follow_our_link(page, portal.url + path)
             assert page.locator("html").get_attribute("lang") == language
             assert page.get_by_role("heading", level=1).count() == 1, path
             assert_accessible(page)
+    # The question asked before a patient's page opened from elsewhere (a bookmark here)
+    page.goto(f"{portal.url}/staff/patients/{ADULT}")
+    assert page.get_by_role("heading", level=1).inner_text() == "Open a patient's record"
+    assert_accessible(page)
     # The error states of the forms, too
-    page.goto(f"{portal.url}/staff/patients/{TEEN}")
+    open_patient(page, portal, TEEN)
     page.get_by_role("button", name="Record the consent").click()
     assert page.locator("#given_by-error").count() == 1
     assert_accessible(page)

@@ -46,7 +46,6 @@ from sqlalchemy.engine import Engine
 
 from app.gln import make_gln
 from app.models.base import utcnow
-from tests.browser.conftest import CHROMIUM, launch_chromium
 from tests.conftest import PDF, postgres_url, private_postgres_database, skip_or_fail
 from tests.support.production import ProductionStack, production_stack
 from tests.support.redis_server import REDIS_SERVER
@@ -89,15 +88,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProductionStack]
 
 
 @pytest.fixture(scope="module")
-def chromium() -> Iterator[Any]:
-    if not Path(CHROMIUM).exists():
-        skip_or_fail("Debian's chromium is not installed (make test installs it)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = launch_chromium(p)
-        yield browser
-        browser.close()
+def chromium(browser: Any) -> Any:
+    """The session's Chromium (tests/conftest.py): one Playwright per test session."""
+    return browser
 
 
 @pytest.fixture(scope="module")

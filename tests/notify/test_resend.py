@@ -130,8 +130,11 @@ def test_two_desks_resending_at_once_requeue_once(
     db.session.remove()
 
     def press(name: str) -> Callable[[Start], str]:
+        # Each desk's app is built here, before the threads start: two threads building Flask
+        # apps at once can trip CPython 3.11's compiler ("AST constructor recursion depth").
+        other = make_app(uri)
+
         def racer(start: Start) -> str:
-            other = make_app(uri)
             with other.app_context():
                 try:
                     mine = db.session.get(Notification, row_id)
