@@ -324,10 +324,12 @@ def test_two_acts_of_one_person_racing_take_one_side_only(
     outcomes: list[str] = []
     failures: list[BaseException] = []
     barrier = threading.Barrier(2, timeout=30)
+    # Built here, one after the other: two threads building apps at once can trip
+    # CPython 3.11's compiler ("AST constructor recursion depth mismatch").
+    apps = [make_app(uri), make_app(uri)]
     db.session.remove()
 
-    def act(duty: str) -> None:
-        other = make_app(uri)
+    def act(duty: str, other: Flask) -> None:
         try:
             with other.app_context():
                 mine = db.session.get(Doctor, doctor_id)
@@ -350,8 +352,8 @@ def test_two_acts_of_one_person_racing_take_one_side_only(
         except BaseException as error:  # raised again in the test, below
             failures.append(error)
 
-    threads = [threading.Thread(target=act, args=(duty,))
-               for duty in (duties.ACCOUNT, duties.LETTERS)]
+    threads = [threading.Thread(target=act, args=(duty, other)) for duty, other in
+               zip((duties.ACCOUNT, duties.LETTERS), apps, strict=True)]
     for thread in threads:
         thread.start()
     for thread in threads:

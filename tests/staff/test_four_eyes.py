@@ -472,10 +472,12 @@ def test_two_approvers_racing_apply_the_change_once(
     outcomes: list[str] = []
     failures: list[BaseException] = []
     barrier = threading.Barrier(2, timeout=30)
+    # Built here, one after the other: two threads building apps at once can trip
+    # CPython 3.11's compiler ("AST constructor recursion depth mismatch").
+    apps = [make_app(uri), make_app(uri)]
     db.session.remove()
 
-    def approve(login: str) -> None:
-        other = make_app(uri)
+    def approve(login: str, other: Flask) -> None:
         try:
             with other.app_context():
                 approver = db.session.scalar(select(StaffUser).where(StaffUser.login == login))
@@ -498,7 +500,8 @@ def test_two_approvers_racing_apply_the_change_once(
         except BaseException as error:  # raised again in the test, below
             failures.append(error)
 
-    threads = [threading.Thread(target=approve, args=(login,)) for login in logins]
+    threads = [threading.Thread(target=approve, args=(login, other))
+               for login, other in zip(logins, apps, strict=True)]
     for thread in threads:
         thread.start()
     for thread in threads:
