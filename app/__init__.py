@@ -94,12 +94,13 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(profile_bp)
     from app.audit.viewer import bp as audit_viewer_bp
     from app.staff.admin import bp as desk_admin_bp
+    from app.staff.desk_approvals import bp as desk_approvals_bp
     from app.staff.doctors import bp as staff_doctors_bp
     from app.staff.patients import bp as staff_patients_bp
     from app.staff.worklist import bp as worklist_bp
 
     for staff_bp in (staff_doctors_bp, staff_patients_bp, worklist_bp, desk_admin_bp,
-                     audit_viewer_bp):
+                     desk_approvals_bp, audit_viewer_bp):
         app.register_blueprint(staff_bp)
 
     app.cli.add_command(notifications)

@@ -3,6 +3,7 @@
 from app.models.api_client import ApiClient, ApiClientScope
 from app.models.audit import AuditEvent, AuditHead
 from app.models.auth import EndedSession, OneTimeCode, SamlAssertion, SamlRequest
+from app.models.desk import DeskApproval, DeskStep, DoctorDuty
 from app.models.doctor import Doctor, DoctorSpecialty, HinIdentity
 from app.models.document import Delivery, Document, DocumentContent
 from app.models.notify import EmailChange, Notification
@@ -16,7 +17,10 @@ __all__ = [
     "AuditHead",
     "Consent",
     "Delivery",
+    "DeskApproval",
+    "DeskStep",
     "Doctor",
+    "DoctorDuty",
     "DoctorSpecialty",
     "Document",
     "DocumentContent",

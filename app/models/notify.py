@@ -12,7 +12,8 @@ from app.models.base import UTCDateTime, utcnow
 from app.models.doctor import Doctor
 
 #: What an outbox row announces.
-KINDS = ("arrival", "digest", "email_confirm", "email_changed")
+KINDS = ("arrival", "digest", "email_confirm", "email_changed", "change_requested",
+         "account_changed")
 
 
 class Notification(db.Model):  # type: ignore[name-defined,misc]
@@ -25,9 +26,7 @@ class Notification(db.Model):  # type: ignore[name-defined,misc]
 
     __tablename__ = "notifications"
     __table_args__ = (
-        CheckConstraint(
-            "kind IN ('arrival', 'digest', 'email_confirm', 'email_changed')", name="kind"
-        ),
+        CheckConstraint(f"kind IN ({', '.join(repr(kind) for kind in KINDS)})", name="kind"),
         CheckConstraint("count >= 0", name="count"),
         # The sender's due list.
         Index("ix_notifications_due", "sent_at", "failed_at", "next_attempt_at"),
@@ -35,6 +34,8 @@ class Notification(db.Model):  # type: ignore[name-defined,misc]
 
     id: Mapped[int] = mapped_column(primary_key=True)
     doctor_id: Mapped[int] = mapped_column(ForeignKey("doctors.id"), index=True)
+    #: arrival, digest, email_confirm, email_changed; change_requested (a change of the
+    #: doctor's sign-in was asked at the desk) and account_changed (it was made).
     kind: Mapped[str] = mapped_column(String(16))
     #: Unique: ``arrival:<doctor>:open`` while an arrival email still gathers arrivals (one
     #: per doctor), then ``arrival:<doctor>:<id>``; ``digest:<doctor>:<local date>``; so a

@@ -35,7 +35,21 @@ def _subject(row: Notification) -> str:
                             "Relais : résumé du jour, %(num)d nouveaux documents", row.count))
     if row.kind == "email_confirm":
         return str(gettext("Relais : confirmez votre nouvelle adresse e-mail"))
+    if row.kind == "change_requested":
+        return str(gettext("Relais : une modification de votre connexion a été demandée"))
+    if row.kind == "account_changed":
+        return str(gettext("Relais : votre connexion a été modifiée"))
     return str(gettext("Relais : votre adresse e-mail a été changée"))
+
+
+#: The desk's changes an account email may name: the last part of its outbox key
+#: (app/staff/notices.py), never anything the doctor typed.
+ACCOUNT_CHANGES = ("enrolment", "password_reset", "mobile_change")
+
+
+def _account_change(row: Notification) -> str | None:
+    change = row.idempotency_key.rpartition(":")[2]
+    return change if change in ACCOUNT_CHANGES else None
 
 
 def _address(row: Notification) -> str:
@@ -53,6 +67,8 @@ def build_message(row: Notification, config: Mapping[str, Any]) -> EmailMessage:
         "documents_url": f"{base}/documents",
         "profile_url": f"{base}/profile",
         "confirm_url": f"{base}/profile/email/confirm/{row.secret}" if row.secret else None,
+        "change": _account_change(row),
+        "desk_phone": str(config.get("DESK_PHONE") or ""),
     }
     sender = str(config["MAIL_FROM"])
     domain = sender.rpartition("@")[2] or "relais"

@@ -38,6 +38,8 @@ KIND_LABELS = {
     "digest": _l("Résumé du jour"),
     "email_confirm": _l("Confirmation d'une nouvelle adresse e-mail"),
     "email_changed": _l("Avis de changement d'adresse e-mail"),
+    "change_requested": _l("Avis d'une demande de changement de la connexion"),
+    "account_changed": _l("Avis d'un changement de la connexion"),
 }
 RESEND_REFUSALS = {
     outbox.NOT_FAILED: _l("Cet e-mail n'est plus en échec : il a déjà été remis dans la file "

@@ -3,12 +3,18 @@ sign-in mode, and reset, unlock, re-verify the mobile of, deactivate or reactiva
 
 Phone possession is checked the way PRODUCT.md describes: the desk sends a code to the number
 the doctor gives, and types the code the doctor reads from the phone. Between the two steps the
-entered data waits in this desk user's session (Flask's signed cookie: the browser cannot alter
-it, and it ends with the session); the code itself is never there, only the random handle of
-its attempt, which is bound in the database to the number and to this desk user.
+entered data waits server-side (``app/staff/steps.py``: a row sealed with the key ring, bound to
+this desk user); the session cookie holds only the row's random handle, and the code itself is
+nowhere but in the SMS (its attempt is bound in the database to the number and to this desk
+user).
 
-A temporary password is shown once: it travels from the action to the printable page sealed with
-the document key ring (AES-GCM), inside the session, and the page takes it out as it shows it.
+A temporary password is shown once: the action stores it sealed in such a row, and the printable
+page deletes the row as it shows it, so a reload, or a copy of the cookie, shows nothing.
+
+A doctor who can already receive letters is not changed by one desk person: enrolling her,
+resetting her password or giving her a new mobile becomes a request that a second desk person
+approves (``app/staff/approvals.py``, pages in ``app/staff/desk_approvals.py``). And nobody sets
+up the account of a doctor they directed letters to, or the reverse (``app/staff/duties.py``).
 
 Every request is one transaction. Sending an SMS is a side effect, so it happens after the
 commit that stored the code (a code that reached a phone always exists); when sending fails,
@@ -17,9 +23,6 @@ the code is deleted and the failure audited in a second, compensating transactio
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -44,13 +47,14 @@ from app.audit import record
 from app.auth import codes
 from app.auth.session import current_principal, is_locked, requires, target_of, unlock
 from app.auth.sms import SmsError, mask_phone
-from app.crypto import ContentIntegrityError, Sealed
 from app.dispatch.policy import DoctorState
-from app.dispatch.service import key_ring
 from app.extensions import db
-from app.models import AuditEvent, Doctor, OneTimeCode, StaffUser
+from app.models import AuditEvent, DeskApproval, Doctor, OneTimeCode, StaffUser
 from app.models.base import contains_pattern
 from app.notify.outbox import failed_count
+from app.staff import approvals, duties, steps
+from app.staff.approvals import ApprovalRefused
+from app.staff.duties import DutyConflict
 from app.staff.enrolment import (
     DEACTIVATED,
     HAS_LOGIN,
@@ -81,7 +85,7 @@ from app.staff.enrolment import (
 
 bp = Blueprint("desk", __name__, url_prefix="/staff/desk")
 
-#: Session keys of the desk, each holding one pending step.
+#: Session keys of the desk, each holding the handle of one step kept server-side.
 PENDING_ENROLMENT = "desk_enrolment"
 PENDING_MOBILE = "desk_mobile_change"
 CREDENTIALS = "desk_credentials"
@@ -108,6 +112,13 @@ ERRORS = {
                     "médecin."),
     NO_LOGIN: _l("Ce médecin n'a pas d'identifiant (mode SMS) : inscrivez-le d'abord."),
 }
+
+#: A desk person may not set up the account of a doctor they directed letters to.
+DUTY_REFUSED = _l("Vous avez dirigé des documents de patients vers ce médecin (consentement "
+                  "enregistré ou document envoyé) : un autre collaborateur du guichet doit "
+                  "s'occuper de son compte.")
+ALREADY_WAITING = _l("Une demande de ce type attend déjà l'approbation d'un second "
+                     "collaborateur pour ce médecin.")
 
 ID_DOCUMENT_LABELS = {
     "passport": _l("Passeport"),
@@ -140,6 +151,10 @@ ACTION_LABELS = {
     "desk.phone_code_sent": _l("Code envoyé par SMS"),
     "desk.phone_code_failed": _l("Échec de l'envoi du SMS"),
     "desk.phone_code_checked": _l("Code vérifié au guichet"),
+    "desk.approval_requested": _l("Demande d'approbation"),
+    "desk.approval_decided": _l("Décision sur une demande"),
+    "desk.decision_refused": _l("Décision refusée"),
+    "duty.refused": _l("Refus : séparation des tâches"),
 }
 
 FIELDS = ("gln", "family_name", "given_name", "email", "mobile", "id_document", "id_last4")
@@ -212,17 +227,21 @@ def _challenge(pending: Mapping[str, Any], doctor_id: int | None = None) -> OneT
     return challenge
 
 
-def _pending(key: str) -> dict[str, Any] | None:
-    value = session.get(key)
-    return dict(value) if isinstance(value, dict) else None
+def _step(kind: str, key: str) -> steps.Step | None:
+    """This desk user's step of ``kind`` named by the session's handle (read only)."""
+    return steps.find_step(kind, _desk(), session.get(key))
 
 
-def _without_handle(key: str) -> None:
-    """Forget a pending step's code attempt, keeping what the desk typed (to start again)."""
-    pending = _pending(key)
-    if pending is not None:
-        pending.pop("handle", None)
-        session[key] = pending
+def _drop_handle(step: steps.Step | None) -> None:
+    """Forget a step's code attempt, keeping what the desk typed (to start again). Flushes."""
+    if step is not None and "handle" in step.data:
+        steps.update_step(step, {k: v for k, v in step.data.items() if k != "handle"})
+
+
+def _close(step: steps.Step | None, key: str) -> None:
+    if step is not None:
+        steps.close_step(step)
+    session.pop(key, None)
 
 
 def _check_result_message(result: codes.Check) -> str:
@@ -242,43 +261,40 @@ def _audit_check(target: str, result: codes.Check, challenge: OneTimeCode) -> No
     )
 
 
+def _duty_refused(conflict: DutyConflict) -> None:
+    """Audit a refusal for the separation of duties, after the act was rolled back."""
+    duties.record_refusal(current_principal().actor, conflict)
+
+
+def _requested(approval: DeskApproval) -> BaseResponse:
+    """After a request was stored (and committed): its page, which says who must approve."""
+    flash(_("Demande enregistrée : un second collaborateur du guichet doit l'approuver dans les "
+            "30 minutes. Le médecin en est averti par e-mail."), "info")
+    return redirect(url_for("desk_approvals.show", approval_id=approval.id), code=303)
+
+
 # --- the shown-once credentials ------------------------------------------------------------
 
 
-def _credentials_aad() -> bytes:
-    return f"relais-desk-credentials:{_desk().id}".encode()
-
-
-def _keep_credentials(doctor: Doctor, login: str, password: str, reason: str) -> None:
-    payload = json.dumps({"doctor_id": doctor.id, "login": login, "password": password,
-                          "reason": reason}).encode()
-    sealed = key_ring().seal(payload, _credentials_aad())
-    session[CREDENTIALS] = {"k": sealed.key_id,
-                            "n": base64.b64encode(sealed.nonce).decode(),
-                            "c": base64.b64encode(sealed.ciphertext).decode()}
-
-
-def _take_credentials() -> dict[str, Any] | None:
-    raw = session.pop(CREDENTIALS, None)
-    if not isinstance(raw, dict):
-        return None
-    try:
-        sealed = Sealed(str(raw["k"]), base64.b64decode(raw["n"]), base64.b64decode(raw["c"]))
-        data = json.loads(key_ring().unseal(sealed, _credentials_aad()))
-    except (KeyError, TypeError, ValueError, binascii.Error, ContentIntegrityError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
-def _show_credentials(doctor: Doctor, login: str, password: str, reason: str) -> BaseResponse:
-    _keep_credentials(doctor, login, password, reason)
-    return redirect(url_for("desk.credentials"), code=303)
+def keep_credentials(doctor: Doctor, login: str, password: str, reason: str) -> None:
+    """Keep the credentials for one showing to the signed-in desk user (flushes; the caller
+    commits, then redirects to :func:`credentials`)."""
+    handle = steps.open_step(steps.CREDENTIALS, _desk(),
+                             {"doctor_id": doctor.id, "login": login, "password": password,
+                              "reason": reason}, doctor_id=doctor.id)
+    session[CREDENTIALS] = handle
 
 
 @bp.get("/credentials")
 @requires("desk")
 def credentials() -> tuple[str, int]:
-    data = _take_credentials()
+    """The printable sheet, once: its row is deleted and committed before the page is built."""
+    if request.headers.get("Sec-Fetch-Site") in ("cross-site", "same-site"):
+        # Opened from another site: show nothing and spend nothing (the desk's own redirect
+        # and a typed address are same-origin or "none").
+        return render_template("staff/desk/credentials.html", shown=None), 403
+    data = steps.take_step(steps.CREDENTIALS, _desk(), session.pop(CREDENTIALS, None))
+    db.session.commit()
     doctor = db.session.get(Doctor, data["doctor_id"]) if data else None
     if data is None or doctor is None:
         return render_template("staff/desk/credentials.html", shown=None), 410
@@ -315,7 +331,9 @@ def index() -> str:
     found = search_doctors(query) if query else []
     return render_template("staff/desk/index.html", query=query, doctors=found[:SEARCH_LIMIT],
                            more=len(found) > SEARCH_LIMIT, is_locked=is_locked,
-                           failed=failed_count())
+                           failed=failed_count(), waiting=approvals.open_count())
+
+
 
 
 # --- enrolment -------------------------------------------------------------------------------
@@ -349,7 +367,8 @@ def check_enrolment(values: Mapping[str, str]) -> tuple[dict[str, str], dict[str
 
 def _render_enrol(values: Mapping[str, str], errors: Mapping[str, str], status: int = 200,
                   sms_failed: bool = False) -> tuple[str, int]:
-    messages = {name: str(ERRORS[code]) for name, code in errors.items()}
+    messages = {name: str(ERRORS[code]) if code in ERRORS else code
+                for name, code in errors.items()}
     return render_template("staff/desk/enrol.html", values=values, errors=messages,
                            id_documents=ID_DOCUMENTS, sms_failed=sms_failed), status
 
@@ -360,8 +379,10 @@ def enrol() -> tuple[str, int] | BaseResponse:
     """Step 1: the doctor's details, the identity document seen, and a code sent to the mobile."""
     if request.method == "GET":
         if request.args.get("new"):
+            # Only the handle goes: a GET writes nothing (the row expires by itself).
             session.pop(PENDING_ENROLMENT, None)
-        pending = _pending(PENDING_ENROLMENT) or {}
+        step = _step(steps.ENROLMENT, PENDING_ENROLMENT)
+        pending = step.data if step else {}
         return _render_enrol({name: str(pending.get(name, "")) for name in FIELDS}, {})
     typed = _enrolment_values(request.form)
     checked, errors = check_enrolment(typed)
@@ -369,38 +390,57 @@ def enrol() -> tuple[str, int] | BaseResponse:
         return _render_enrol(typed, errors, 422)
     try:
         doctor = doctor_for_enrolment(checked["gln"])
+        if doctor is not None:
+            duties.check(doctor, _desk(), duties.ACCOUNT, "doctor.enrolled")
     except EnrolmentError as error:
         return _render_enrol(typed, {"gln": error.code}, 422)
+    except DutyConflict as conflict:
+        _duty_refused(conflict)
+        db.session.commit()
+        return _render_enrol(typed, {"gln": str(DUTY_REFUSED)}, 422)
     target = f"doctor:{checked['gln']}"
+    _close(_step(steps.ENROLMENT, PENDING_ENROLMENT), PENDING_ENROLMENT)
     issued = codes.issue("phone_check", checked["mobile"], staff_user_id=_desk().id,
                          doctor_id=doctor.id if doctor else None)
-    session.pop(PENDING_ENROLMENT, None)
     if not _send(issued, target, "enrolment", first=True):
         return _render_enrol(typed, {}, 502, sms_failed=True)
-    session[PENDING_ENROLMENT] = {**checked, "handle": issued.challenge.handle}
+    session[PENDING_ENROLMENT] = steps.open_step(
+        steps.ENROLMENT, _desk(), {**checked, "handle": issued.challenge.handle})
+    db.session.commit()
     return redirect(url_for("desk.enrol_verify"), code=303)
 
 
 def _render_verify(pending: Mapping[str, Any], challenge: OneTimeCode, error: str | None = None,
                    status: int = 200) -> tuple[str, int]:
+    known = db.session.scalar(select(Doctor).where(Doctor.gln == pending.get("gln")))
     return render_template(
         "staff/desk/verify.html", pending=pending, error=error,
         tries_left=max(0, codes.MAX_TRIES - challenge.tries),
         action=url_for("desk.enrol_verify"), resend=url_for("desk.enrol_resend"),
         cancel=url_for("desk.enrol", new=1), heading=_("Vérifier le mobile du médecin"),
+        needs_approval=approvals.needs_approval(known),
     ), status
+
+
+def _restart_enrolment(step: steps.Step, message: str) -> BaseResponse:
+    """The attempt cannot finish: keep what was typed, forget the code, start again."""
+    _drop_handle(step)
+    db.session.commit()
+    flash(message, "error")
+    return redirect(url_for("desk.enrol"), code=303)
 
 
 @bp.route("/enrol/verify", methods=["GET", "POST"])
 @requires("desk")
 def enrol_verify() -> tuple[str, int] | BaseResponse:
-    """Step 2: the code the doctor reads from the phone; then the account, shown once."""
-    pending = _pending(PENDING_ENROLMENT)
-    challenge = _challenge(pending) if pending else None
-    if pending is None or challenge is None:
+    """Step 2: the code the doctor reads from the phone; then the account, shown once, or, for
+    a doctor who can already receive letters, a request for a second desk person."""
+    step = _step(steps.ENROLMENT, PENDING_ENROLMENT)
+    challenge = _challenge(step.data) if step else None
+    if step is None or challenge is None:
         flash(_("Aucune vérification en cours : saisissez les données du médecin."), "info")
-        _without_handle(PENDING_ENROLMENT)
         return redirect(url_for("desk.enrol"), code=303)
+    pending = step.data
     if request.method == "GET":
         return _render_verify(pending, challenge)
     target = f"doctor:{pending['gln']}"
@@ -410,38 +450,49 @@ def enrol_verify() -> tuple[str, int] | BaseResponse:
         db.session.commit()
         return _render_verify(pending, challenge, _("Code incorrect."), 422)
     if result is not codes.Check.OK:
-        db.session.commit()
-        _without_handle(PENDING_ENROLMENT)
-        flash(_check_result_message(result), "error")
-        return redirect(url_for("desk.enrol"), code=303)
+        return _restart_enrolment(step, _check_result_message(result))
+    actor, desk = current_principal().actor, _desk()
+    doctor = db.session.scalar(select(Doctor).where(Doctor.gln == pending["gln"]))
+    document = IdDocument(pending["id_document"], pending.get("id_last4") or None)
     try:
+        if approvals.needs_approval(doctor):
+            assert doctor is not None  # noqa: S101 - needs_approval is False without one
+            change = {name: pending[name] for name in FIELDS if pending.get(name)}
+            approval = approvals.request_change(doctor, approvals.ENROLMENT, change, desk)
+            _close(step, PENDING_ENROLMENT)
+            db.session.commit()
+            return _requested(approval)
         enrolled = enrol_sms_doctor(
             pending["gln"], pending["family_name"], pending["given_name"], pending["email"],
-            pending["mobile"], current_principal().actor,
-            id_document=IdDocument(pending["id_document"], pending.get("id_last4") or None),
+            pending["mobile"], actor, id_document=document,
         )
+        duties.claim(enrolled.doctor, desk, duties.ACCOUNT, "doctor.enrolled")
     except EnrolmentError as error:
         # Someone enrolled or deactivated this GLN meanwhile: nothing is stored, the code stays
         # unspent (the rollback), and the refusal is audited.
         db.session.rollback()
-        record(current_principal().actor, "desk.enrolment_refused", target=target,
-               outcome="rejected", details={"reason": error.code})
-        db.session.commit()
-        _without_handle(PENDING_ENROLMENT)
-        flash(str(ERRORS[error.code]), "error")
-        return redirect(url_for("desk.enrol"), code=303)
+        record(actor, "desk.enrolment_refused", target=target, outcome="rejected",
+               details={"reason": error.code})
+        return _restart_enrolment(step, str(ERRORS[error.code]))
+    except DutyConflict as conflict:
+        db.session.rollback()
+        _duty_refused(conflict)
+        return _restart_enrolment(step, str(DUTY_REFUSED))
+    except ApprovalRefused:
+        db.session.rollback()
+        return _restart_enrolment(step, str(ALREADY_WAITING))
+    _close(step, PENDING_ENROLMENT)
+    keep_credentials(enrolled.doctor, enrolled.login, enrolled.temporary_password, "enrolled")
     db.session.commit()
-    session.pop(PENDING_ENROLMENT, None)
-    return _show_credentials(enrolled.doctor, enrolled.login, enrolled.temporary_password,
-                             "enrolled")
+    return redirect(url_for("desk.credentials"), code=303)
 
 
-def _resend(key: str, doctor_id: int | None, reason: str, verify_url: str,
+def _resend(key: str, kind: str, doctor_id: int | None, reason: str, verify_url: str,
             restart_url: str) -> BaseResponse:
-    pending = _pending(key)
-    challenge = _challenge(pending, doctor_id) if pending else None
-    if pending is None or challenge is None:
-        _without_handle(key)
+    step = _step(kind, key)
+    challenge = _challenge(step.data, doctor_id) if step else None
+    if step is None or challenge is None or (doctor_id is not None
+                                             and step.doctor_id != doctor_id):
         flash(_("Aucune vérification en cours : recommencez."), "info")
         return redirect(restart_url, code=303)
     try:
@@ -453,11 +504,12 @@ def _resend(key: str, doctor_id: int | None, reason: str, verify_url: str,
             flash(_("Attendez %(seconds)d secondes avant de renvoyer un code.", seconds=seconds),
                   "error")
             return redirect(verify_url, code=303)
-        _without_handle(key)
+        _drop_handle(step)
+        db.session.commit()
         flash(_("Plus de renvoi possible pour cette vérification : recommencez."), "error")
         return redirect(restart_url, code=303)
     target = (target_of(_doctor_or_404(doctor_id)) if doctor_id is not None
-              else f"doctor:{pending['gln']}")
+              else f"doctor:{step.data['gln']}")
     if _send(issued, target, reason, first=False):
         flash(_("Un nouveau code a été envoyé."), "info")
     else:
@@ -468,8 +520,8 @@ def _resend(key: str, doctor_id: int | None, reason: str, verify_url: str,
 @bp.post("/enrol/resend")
 @requires("desk")
 def enrol_resend() -> BaseResponse:
-    return _resend(PENDING_ENROLMENT, None, "enrolment", url_for("desk.enrol_verify"),
-                   url_for("desk.enrol"))
+    return _resend(PENDING_ENROLMENT, steps.ENROLMENT, None, "enrolment",
+                   url_for("desk.enrol_verify"), url_for("desk.enrol"))
 
 
 # --- one doctor ------------------------------------------------------------------------------
@@ -488,6 +540,8 @@ def _render_doctor(doctor: Doctor, mobile_error: str | None = None, mobile_value
     return render_template(
         "staff/desk/doctor.html", doctor=doctor, locked=is_locked(doctor),
         history=_history(doctor), mobile_error=mobile_error, mobile_value=mobile_value,
+        waiting=approvals.requests_for(doctor),
+        needs_approval=approvals.needs_approval(doctor),
     ), status
 
 
@@ -501,19 +555,39 @@ def _back(doctor: Doctor) -> BaseResponse:
     return redirect(url_for("desk.doctor", doctor_id=doctor.id), code=303)
 
 
+def _refused_on_doctor(doctor: Doctor, error: Exception) -> BaseResponse:
+    """Roll back the act; audit a refusal for the separation of duties; say why."""
+    db.session.rollback()
+    if isinstance(error, DutyConflict):
+        _duty_refused(error)
+        db.session.commit()
+        message = str(DUTY_REFUSED)
+    elif isinstance(error, EnrolmentError):
+        message = str(ERRORS[error.code])
+    else:
+        message = str(ALREADY_WAITING)
+    flash(message, "error")
+    return _back(doctor)
+
+
 @bp.post("/doctors/<int:doctor_id>/reset-password")
 @requires("desk")
 def doctor_reset_password(doctor_id: int) -> BaseResponse:
     doctor = _doctor_or_404(doctor_id)
+    desk = _desk()
     try:
+        if approvals.needs_approval(doctor):
+            approval = approvals.request_change(doctor, approvals.PASSWORD_RESET, {}, desk)
+            db.session.commit()
+            return _requested(approval)
         password = reset_password(doctor, current_principal().actor)
-    except EnrolmentError as error:
-        db.session.rollback()
-        flash(str(ERRORS[error.code]), "error")
-        return _back(doctor)
-    db.session.commit()
+        duties.claim(doctor, desk, duties.ACCOUNT, "doctor.password_reset")
+    except (EnrolmentError, DutyConflict, ApprovalRefused) as error:
+        return _refused_on_doctor(doctor, error)
     assert doctor.login is not None  # noqa: S101 - reset_password refuses a doctor without
-    return _show_credentials(doctor, doctor.login, password, "reset")
+    keep_credentials(doctor, doctor.login, password, "reset")
+    db.session.commit()
+    return redirect(url_for("desk.credentials"), code=303)
 
 
 @bp.post("/doctors/<int:doctor_id>/unlock")
@@ -557,38 +631,46 @@ def doctor_mobile(doctor_id: int) -> tuple[str, int] | BaseResponse:
         if doctor.state == DoctorState.DEACTIVATED.value:
             raise EnrolmentError(DEACTIVATED)
         mobile = normalise_mobile(typed)
+        duties.check(doctor, _desk(), duties.ACCOUNT, "doctor.mobile_changed")
     except EnrolmentError as error:
         return _render_doctor(doctor, str(ERRORS[error.code]), typed, 422)
+    except DutyConflict as conflict:
+        _duty_refused(conflict)
+        db.session.commit()
+        return _render_doctor(doctor, str(DUTY_REFUSED), typed, 422)
+    _close(_step(steps.MOBILE_CHANGE, PENDING_MOBILE), PENDING_MOBILE)
     issued = codes.issue("phone_check", mobile, staff_user_id=_desk().id, doctor_id=doctor.id)
-    session.pop(PENDING_MOBILE, None)
     if not _send(issued, target_of(doctor), "mobile_change", first=True):
         return _render_doctor(
             doctor, _("L'envoi du SMS a échoué : rien n'a été enregistré. Réessayez."), typed, 502
         )
-    session[PENDING_MOBILE] = {"doctor_id": doctor.id, "mobile": mobile,
-                               "handle": issued.challenge.handle}
+    session[PENDING_MOBILE] = steps.open_step(
+        steps.MOBILE_CHANGE, _desk(), {"mobile": mobile, "handle": issued.challenge.handle},
+        doctor_id=doctor.id)
+    db.session.commit()
     return redirect(url_for("desk.doctor_mobile_verify", doctor_id=doctor.id), code=303)
 
 
-def _pending_mobile(doctor: Doctor) -> tuple[dict[str, Any], OneTimeCode] | None:
-    pending = _pending(PENDING_MOBILE)
-    if pending is None or pending.get("doctor_id") != doctor.id:
+def _pending_mobile(doctor: Doctor) -> tuple[steps.Step, OneTimeCode] | None:
+    step = _step(steps.MOBILE_CHANGE, PENDING_MOBILE)
+    if step is None or step.doctor_id != doctor.id:
         return None
-    challenge = _challenge(pending, doctor.id)
-    return (pending, challenge) if challenge is not None else None
+    challenge = _challenge(step.data, doctor.id)
+    return (step, challenge) if challenge is not None else None
 
 
 @bp.route("/doctors/<int:doctor_id>/mobile/verify", methods=["GET", "POST"])
 @requires("desk")
 def doctor_mobile_verify(doctor_id: int) -> tuple[str, int] | BaseResponse:
-    """Change of mobile, step 2: the code read from the new phone; then the number is stored."""
+    """Change of mobile, step 2: the code read from the new phone; then the number is stored,
+    or, for a doctor who can receive letters, a request for a second desk person."""
     doctor = _doctor_or_404(doctor_id)
     found = _pending_mobile(doctor)
     if found is None:
-        session.pop(PENDING_MOBILE, None)
         flash(_("Aucune vérification en cours : saisissez le nouveau numéro."), "info")
         return _back(doctor)
-    pending, challenge = found
+    step, challenge = found
+    pending = step.data
 
     def page(error: str | None = None, status: int = 200) -> tuple[str, int]:
         return render_template(
@@ -598,6 +680,7 @@ def doctor_mobile_verify(doctor_id: int) -> tuple[str, int] | BaseResponse:
             resend=url_for("desk.doctor_mobile_resend", doctor_id=doctor.id),
             cancel=url_for("desk.doctor", doctor_id=doctor.id),
             heading=_("Vérifier le nouveau mobile"),
+            needs_approval=approvals.needs_approval(doctor),
         ), status
 
     if request.method == "GET":
@@ -608,19 +691,25 @@ def doctor_mobile_verify(doctor_id: int) -> tuple[str, int] | BaseResponse:
         db.session.commit()
         return page(_("Code incorrect."), 422)
     if result is not codes.Check.OK:
+        _close(step, PENDING_MOBILE)
         db.session.commit()
-        session.pop(PENDING_MOBILE, None)
         flash(_check_result_message(result), "error")
         return _back(doctor)
+    desk = _desk()
     try:
+        if approvals.needs_approval(doctor):
+            approval = approvals.request_change(doctor, approvals.MOBILE_CHANGE,
+                                                {"mobile": pending["mobile"]}, desk)
+            _close(step, PENDING_MOBILE)
+            db.session.commit()
+            return _requested(approval)
         change_mobile(doctor, pending["mobile"], current_principal().actor)
-    except EnrolmentError as error:
-        db.session.rollback()
+        duties.claim(doctor, desk, duties.ACCOUNT, "doctor.mobile_changed")
+    except (EnrolmentError, DutyConflict, ApprovalRefused) as error:
         session.pop(PENDING_MOBILE, None)
-        flash(str(ERRORS[error.code]), "error")
-        return _back(doctor)
+        return _refused_on_doctor(doctor, error)
+    _close(step, PENDING_MOBILE)
     db.session.commit()
-    session.pop(PENDING_MOBILE, None)
     flash(_("Le nouveau numéro de mobile est vérifié et enregistré."), "info")
     return _back(doctor)
 
@@ -629,9 +718,6 @@ def doctor_mobile_verify(doctor_id: int) -> tuple[str, int] | BaseResponse:
 @requires("desk")
 def doctor_mobile_resend(doctor_id: int) -> BaseResponse:
     doctor = _doctor_or_404(doctor_id)
-    if (_pending(PENDING_MOBILE) or {}).get("doctor_id") != doctor.id:
-        flash(_("Aucune vérification en cours : recommencez."), "info")
-        return _back(doctor)
-    return _resend(PENDING_MOBILE, doctor.id, "mobile_change",
+    return _resend(PENDING_MOBILE, steps.MOBILE_CHANGE, doctor.id, "mobile_change",
                    url_for("desk.doctor_mobile_verify", doctor_id=doctor.id),
                    url_for("desk.doctor", doctor_id=doctor.id))

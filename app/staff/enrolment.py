@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -31,6 +32,7 @@ from app.gln import is_valid_gln
 from app.models import Doctor, StaffUser
 from app.models.base import utcnow
 from app.phone import is_e164
+from app.staff.notices import CHANGED, tell_doctor
 
 #: Where a number typed without its country code is taken to be from.
 DEFAULT_REGION: Final = "CH"
@@ -231,23 +233,35 @@ def enrol_sms_doctor(
     actor: Actor,
     *,
     id_document: IdDocument | None = None,
+    details: Mapping[str, Any] | None = None,
 ) -> Enrolled:
     """Create (or complete a pending or HIN) doctor, active, with a login and a temporary password.
 
     The caller has verified the phone: the desk with a code sent to it and an identity document
     (``id_document``), or the system the account is migrated from (the CLI). ``mobile`` may be
-    typed as people do (``079 123 45 67``); it is stored in E.164 form.
+    typed as people do (``079 123 45 67``); it is stored in E.164 form. ``details`` are added
+    to the audit event (the approval that allowed it).
+
+    A doctor who can already receive letters keeps her names and email: only empty ones are
+    filled in (as the HIN sign-in does). Her email is where she is told of changes, and an
+    enrolment must not be a way to move it; she changes it herself in Mon profil, with a
+    confirmation link. She is told of the enrolment at that address.
     """
     gln = check_gln(gln)
     family, given = check_name(family_name), check_name(given_name)
     email = check_email(email)
     mobile = normalise_mobile(mobile)
     doctor = doctor_for_enrolment(gln)
+    was_active = doctor is not None and doctor.can_receive
     if doctor is None:
         doctor = Doctor(gln=gln)
         db.session.add(doctor)
     now = utcnow()
     password = temporary_password()
+    told = doctor.email
+    if was_active:
+        family, given = doctor.family_name or family, doctor.given_name or given
+        email = doctor.email or email
     doctor.family_name, doctor.given_name = family, given
     doctor.email, doctor.mobile = email, mobile
     doctor.password_hash = hash_password(password)
@@ -261,23 +275,28 @@ def enrol_sms_doctor(
     db.session.flush()
     login = _claim_login(doctor, _login_base(given, family))
     # The temporary password is never audited: only who was enrolled, how, and under which login.
-    details: dict[str, Any] = {"mode": "sms", "login": login, "mobile": mask_phone(mobile)}
+    audit: dict[str, Any] = {"mode": "sms", "login": login, "mobile": mask_phone(mobile),
+                             **(details or {})}
     if id_document is not None:
-        details.update(id_document.audit_details(), phone_verified="desk_code")
+        audit.update(id_document.audit_details(), phone_verified="desk_code")
     else:
-        details["phone_verified"] = "elsewhere"
-    record(actor, "doctor.enrolled", target=target_of(doctor), details=details)
+        audit["phone_verified"] = "elsewhere"
+    audit["was_active"] = was_active
+    record(actor, "doctor.enrolled", target=target_of(doctor), details=audit)
+    if was_active:
+        tell_doctor(doctor, CHANGED, "enrolment", address=told)
     return Enrolled(doctor, login, password)
 
 
 # --- later desk actions --------------------------------------------------------------------
 
 
-def reset_password(doctor: Doctor, actor: Actor) -> str:
+def reset_password(doctor: Doctor, actor: Actor, *,
+                   details: Mapping[str, Any] | None = None) -> str:
     """A new temporary password (returned, to be shown once), to be changed at first sign-in.
 
     Every session of the doctor ends, and the failure count and any lockout go: the new
-    password was handed over by the desk.
+    password was handed over by the desk. A doctor who can receive letters is told by email.
     """
     if doctor.login is None:
         raise EnrolmentError(NO_LOGIN)
@@ -293,13 +312,18 @@ def reset_password(doctor: Doctor, actor: Actor) -> str:
     db.session.flush()
     end_every_session(doctor)
     record(actor, "doctor.password_reset", target=target_of(doctor),
-           details={"login": doctor.login, "sessions_ended": True, "lock_lifted": was_locked})
+           details={"login": doctor.login, "sessions_ended": True, "lock_lifted": was_locked,
+                    **(details or {})})
+    if doctor.can_receive:
+        tell_doctor(doctor, CHANGED, "password_reset", address=doctor.email)
     return password
 
 
-def change_mobile(doctor: Doctor, mobile: str, actor: Actor) -> None:
+def change_mobile(doctor: Doctor, mobile: str, actor: Actor, *,
+                  details: Mapping[str, Any] | None = None) -> None:
     """Store a new mobile whose possession the caller verified; every session ends (the usual
-    reason is a lost or stolen phone, which was the second factor)."""
+    reason is a lost or stolen phone, which was the second factor). A doctor who can receive
+    letters is told by email."""
     if doctor.state == DoctorState.DEACTIVATED.value:
         raise EnrolmentError(DEACTIVATED)
     mobile = normalise_mobile(mobile)
@@ -309,7 +333,9 @@ def change_mobile(doctor: Doctor, mobile: str, actor: Actor) -> None:
     end_every_session(doctor)
     record(actor, "doctor.mobile_changed", target=target_of(doctor),
            details={"old": mask_phone(old) if old else None, "new": mask_phone(mobile),
-                    "phone_verified": "desk_code", "sessions_ended": True})
+                    "phone_verified": "desk_code", "sessions_ended": True, **(details or {})})
+    if doctor.can_receive:
+        tell_doctor(doctor, CHANGED, "mobile_change", address=doctor.email)
 
 
 def deactivate_doctor(doctor: Doctor, actor: Actor) -> bool:

@@ -44,6 +44,7 @@ from app.extensions import db
 from app.gln import is_valid_gln
 from app.models import Consent, Delivery, Doctor, Document, Patient
 from app.models.base import contains_pattern, utcnow
+from app.staff import duties
 from app.staff.labels import RULE_LABELS, STATUS_LABELS
 from app.web.origin import from_our_pages
 from app.workspace.patients import type_label
@@ -99,6 +100,9 @@ MESSAGES = {
     "electronic_sending": _l("Indiquez si l'envoi électronique est autorisé."),
     "given_by": _l("Indiquez qui donne le consentement : le patient ou un représentant."),
     "invalid": _l("Valeur non valable."),
+    "duty": _l("Vous avez inscrit ce médecin au guichet ou modifié sa connexion : vous ne pouvez "
+               "pas lui adresser les documents d'un patient. Demandez à un collègue "
+               "d'enregistrer ce consentement."),
     # The minors' rule (policy.check_consent_giver), by the field it blames.
     "rule_under_12": _l("Un patient de moins de 12 ans ne peut pas consentir seul : un "
                         "représentant doit donner le consentement."),
@@ -425,6 +429,20 @@ def apply_consent(dpi_id: str, gln: str, data: ConsentIn) -> Recorded | dict[str
     except ValidationFailed as error:
         db.session.rollback()
         return rule_errors(error, data.birth_date)
+    # Separation of duties (app/staff/duties.py): whoever set up this doctor's account cannot
+    # direct a patient's letters to it; whoever does (or creates the doctor, pending, with a
+    # new GLN) can no longer set up its account. A designation without electronic sending
+    # directs nothing.
+    if data.electronic_sending or known is None:
+        try:
+            duties.claim(result.consent.doctor, current_principal().staff, duties.LETTERS,
+                         "consent.recorded" if known is not None else "doctor.created_pending")
+        except duties.DutyConflict as conflict:
+            # Nothing of the consent is kept; the refusal is, in a transaction of its own.
+            db.session.rollback()
+            duties.record_refusal(actor, conflict, patient=dpi_id)
+            db.session.commit()
+            return {"gln": str(MESSAGES["duty"])}
     return Recorded(result.consent, known)
 
 

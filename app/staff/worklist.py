@@ -30,6 +30,7 @@ from app.dispatch.policy import NEEDS_A_PERSON
 from app.extensions import db
 from app.models import Delivery, Doctor, Document, Patient
 from app.models.base import zurich_midnight
+from app.staff import duties
 from app.staff.labels import RULE_LABELS, STATUS_LABELS
 from app.web.listing import date_arg, decode_cursor, encode_cursor
 from app.workspace.documents import type_label
@@ -67,6 +68,9 @@ REFUSALS: dict[str, Any] = {
     service.STILL_BLOCKED: _l("Les règles d'envoi refusent toujours ce document : rien n'a "
                               "changé."),
 }
+#: Separation of duties (app/staff/duties.py).
+DUTY_REFUSED = _l("Vous avez inscrit ce médecin au guichet ou modifié sa connexion : vous ne "
+                  "pouvez pas lui adresser ce document. Demandez à un collègue de le faire.")
 
 
 @bp.app_template_global()
@@ -273,14 +277,25 @@ def no_action(delivery_id: int) -> tuple[str, int] | BaseResponse:
 def redirect_to_doctor(delivery_id: int) -> BaseResponse:
     delivery = load(delivery_id)
     gln = str(request.form.get("gln", "")).strip()[:13]
+    principal = current_principal()
+    patient = delivery.document.patient.dpi_id
     try:
-        new = service.redirect_delivery(delivery, gln, current_principal().actor)
+        new = service.redirect_delivery(delivery, gln, principal.actor)
         status = new.status
+        if new.doctor is not None:
+            # Whoever set up this doctor's account never sends it a patient's letter.
+            duties.claim(new.doctor, principal.staff, duties.LETTERS, "delivery.redirected")
     except service.HandlingRefused as refusal:
         return _refused(delivery_id, refusal)
     except IntegrityError:
         # Someone sent this document to that doctor at the same moment.
         return _refused(delivery_id, service.HandlingRefused(service.ALREADY_RECEIVED))
+    except duties.DutyConflict as conflict:
+        db.session.rollback()
+        duties.record_refusal(principal.actor, conflict, patient=patient)
+        db.session.commit()
+        flash(str(DUTY_REFUSED), "error")
+        return _back(delivery_id)
     db.session.commit()
     flash(_("Remise traitée : document adressé au médecin choisi (%(status)s).",
             status=STATUS_LABELS[status]), "info")

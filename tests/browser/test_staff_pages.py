@@ -19,7 +19,9 @@ from sqlalchemy import select
 from app.audit import CLI
 from app.auth.session import access_of
 from app.extensions import db
-from app.models import ApiClient, Delivery, Doctor
+from app.models import ApiClient, Delivery, DeskApproval, Doctor
+from app.staff.accounts import create_staff
+from app.staff.approvals import PASSWORD_RESET, request_change
 from app.staff.enrolment import enrol_sms_doctor
 from tests.browser.conftest import axe_violations
 from tests.conftest import consent_body, document_body
@@ -41,8 +43,11 @@ PAUL: dict[str, Any] = {"id": "P-2002", "family_name": "Keller", "given_name": "
 def portal(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Portal]:
     with serve_portal(tmp_path_factory.mktemp("browser-staff-pages")) as served:
         with served.app.app_context():
-            enrol_sms_doctor(GLN, "Bernasconi", "Sophie", "sophie@example.ch", "+41791112233",
-                             CLI)
+            enrolled = enrol_sms_doctor(GLN, "Bernasconi", "Sophie", "sophie@example.ch",
+                                        "+41791112233", CLI)
+            # A password reset another desk user asked for, waiting for approval.
+            asker, _, _ = create_staff("desk-asker", "desk", CLI)
+            request_change(enrolled.doctor, PASSWORD_RESET, {}, asker)
             db.session.commit()
         identity = {k: ANNA[k] for k in ("family_name", "given_name", "birth_date")}
         served.api("PUT", f"/api/v1/patients/{ANNA['id']}/consents/{GLN}",
@@ -61,8 +66,9 @@ def _pages(portal: Portal, role: str) -> list[str]:
         doctor_id = db.session.scalar(select(Doctor.id).where(Doctor.gln == GLN))
         blocked = db.session.scalar(select(Delivery.id).where(Delivery.status == "blocked"))
         client_id = db.session.scalar(select(ApiClient.id))
+        approval_id = db.session.scalar(select(DeskApproval.id))
     values = {"doctor_id": doctor_id, "dpi_id": ANNA["id"], "delivery_id": blocked,
-              "client_id": client_id}
+              "client_id": client_id, "approval_id": approval_id}
     pages = []
     for rule in portal.app.url_map.iter_rules():
         roles = access_of(portal.app, rule.endpoint)

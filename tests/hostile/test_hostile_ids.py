@@ -87,7 +87,7 @@ def test_every_route_with_a_parameter_is_attacked(app: Flask) -> None:
     # guards the walk itself: every kind of parameter is known to it.
     kinds = {name for _, _, names in _routes(app) for name in names}
     assert kinds <= set(PLAIN) | {"delivery_id", "patient_id", "doctor_id", "notification_id",
-                                  "user_id", "client_id"}
+                                  "user_id", "client_id", "approval_id"}
     assert len(_routes(app)) >= 30
 
 

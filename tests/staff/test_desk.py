@@ -21,7 +21,7 @@ from werkzeug.test import TestResponse
 from app.audit import CLI
 from app.auth.passwords import verify_password
 from app.extensions import db
-from app.models import AuditEvent, Doctor, OneTimeCode, StaffUser
+from app.models import AuditEvent, DeskStep, Doctor, OneTimeCode, StaffUser
 from app.models.base import utcnow
 from app.staff.accounts import create_staff
 from app.staff.enrolment import enrol_sms_doctor
@@ -68,6 +68,11 @@ ROUTES = [
     ("GET", "/staff/desk/doctors/1/mobile/verify"),
     ("POST", "/staff/desk/doctors/1/mobile/verify"),
     ("POST", "/staff/desk/doctors/1/mobile/resend"),
+    ("GET", "/staff/desk/approvals"),
+    ("GET", "/staff/desk/approvals/1"),
+    ("POST", "/staff/desk/approvals/1/approve"),
+    ("POST", "/staff/desk/approvals/1/refuse"),
+    ("POST", "/staff/desk/approvals/1/withdraw"),
 ]
 POST_ROUTES = [path for method, path in ROUTES if method == "POST"]
 
@@ -147,6 +152,27 @@ def enrolled_doctor() -> Doctor:
     enrolled.doctor.must_change_password = False
     db.session.commit()
     return enrolled.doctor
+
+
+def copy_cookie(source: FlaskClient, target: FlaskClient) -> None:
+    """Give ``target`` the very session cookie ``source`` holds (a copied cookie)."""
+    cookie = source.get_cookie("relais", domain="relais.test")
+    assert cookie is not None
+    target.set_cookie("relais", cookie.value, domain="relais.test")
+
+
+def approve_as_another_desk_user(app: Flask, login: str = "desk-second") -> FlaskClient:
+    """A second desk user, signed in on a browser of their own, approves the open request."""
+    from app.models import DeskApproval
+
+    second = app.test_client()
+    sign_in_as(second, desk_user(login))
+    db.session.expire_all()
+    (approval,) = db.session.scalars(
+        select(DeskApproval).where(DeskApproval.decided_at.is_(None))).all()
+    answer = post(second, f"/staff/desk/approvals/{approval.id}/approve")
+    assert answer.status_code == 303, text(answer)
+    return second
 
 
 def is_signed_in(client: FlaskClient) -> bool:
@@ -279,6 +305,73 @@ def test_enrolment_end_to_end(
         assert secret not in caplog.text
 
 
+def test_a_copied_cookie_shows_the_credentials_nothing_the_second_time(
+    app: Flask, client: FlaskClient, desk: StaffUser, sms: TwilioServer
+) -> None:
+    # Given an enrolment whose credentials wait to be shown, and a copy of the desk's cookie
+    start_enrolment(client)
+    enter_code(client, code_from(sms))
+    copy = app.test_client()
+    copy_cookie(client, copy)
+    with client.session_transaction() as session:
+        handle = session["desk_credentials"]
+        assert isinstance(handle, str) and "lrochat" not in repr(dict(session))
+
+    # When the desk opens the sheet, then the copy of the cookie opens it too
+    sheet = client.get("/staff/desk/credentials")
+    again = copy.get("/staff/desk/credentials")
+
+    # Then the first sees the password, the copy sees nothing
+    password = re.search(r'<dd class="secret">([A-Za-z0-9-]{19})</dd>', text(sheet))
+    assert sheet.status_code == 200 and password is not None
+    assert again.status_code == 410
+    assert password.group(1) not in text(again) and "lrochat" not in text(again)
+    assert count(DeskStep) == 0
+
+
+def test_the_copy_that_comes_first_takes_the_credentials_and_the_desk_gets_nothing(
+    app: Flask, client: FlaskClient, desk: StaffUser, sms: TwilioServer
+) -> None:
+    start_enrolment(client)
+    enter_code(client, code_from(sms))
+    copy = app.test_client()
+    copy_cookie(client, copy)
+    assert copy.get("/staff/desk/credentials").status_code == 200
+    assert client.get("/staff/desk/credentials").status_code == 410
+
+
+def test_the_pending_enrolment_is_kept_server_side_not_in_the_cookie(
+    app: Flask, client: FlaskClient, desk: StaffUser, sms: TwilioServer
+) -> None:
+    start_enrolment(client)
+    copy = app.test_client()
+    copy_cookie(client, copy)
+    with client.session_transaction() as session:
+        kept = repr(dict(session))
+    for typed in (GLN, "Rochat", "luc.rochat@example.ch", MOBILE, "4B7X", "identity_card"):
+        assert typed not in kept, typed
+    # Sealed in the database too: nothing typed is readable in the row
+    step = db.session.scalars(select(DeskStep)).one()
+    assert b"Rochat" not in step.ciphertext and step.kind == "enrolment"
+    # Once the enrolment is done, the copy of the cookie finds nothing of it
+    enter_code(client, code_from(sms))
+    assert 'value="Rochat"' not in text(copy.get("/staff/desk/enrol"))
+    assert copy.get("/staff/desk/enrol/verify").headers["Location"] == "/staff/desk/enrol"
+
+
+def test_a_cross_site_request_neither_shows_nor_spends_the_credentials(
+    client: FlaskClient, desk: StaffUser, sms: TwilioServer
+) -> None:
+    start_enrolment(client)
+    enter_code(client, code_from(sms))
+    from_elsewhere = client.get("/staff/desk/credentials",
+                                headers={"Sec-Fetch-Site": "cross-site"})
+    assert from_elsewhere.status_code == 403
+    assert "lrochat" not in text(from_elsewhere)
+    ours = client.get("/staff/desk/credentials", headers={"Sec-Fetch-Site": "same-origin"})
+    assert ours.status_code == 200 and "lrochat" in text(ours)
+
+
 def test_the_enrolled_doctor_can_start_signing_in(
     app: Flask, client: FlaskClient, desk: StaffUser, sms: TwilioServer
 ) -> None:
@@ -354,20 +447,20 @@ def test_an_expired_code_starts_again(
 
 
 def test_a_code_is_good_for_one_enrolment_only(
-    client: FlaskClient, desk: StaffUser, sms: TwilioServer
+    app: Flask, client: FlaskClient, desk: StaffUser, sms: TwilioServer
 ) -> None:
     start_enrolment(client)
     code = code_from(sms)
-    with client.session_transaction() as session:
-        pending = dict(session["desk_enrolment"])
+    old_cookie = app.test_client()
+    copy_cookie(client, old_cookie)
     assert enter_code(client, code).status_code == 303
 
-    # Replaying the pending step (an old cookie) with the same code enrols nobody else
-    with client.session_transaction() as session:
-        session["desk_enrolment"] = {**pending, "gln": "7601000000033"}
-    answer = enter_code(client, code)
+    # Replaying the pending step (an old copy of the cookie) with the same code enrols nobody
+    # else, and shows nothing of what was typed: the step is gone from the database
+    answer = enter_code(old_cookie, code)
     assert answer.headers["Location"] == "/staff/desk/enrol"
-    assert doctor_by_gln("7601000000033") is None
+    assert count(Doctor) == 1 and len(events("doctor.enrolled")) == 1
+    assert 'value="Rochat"' not in text(old_cookie.get("/staff/desk/enrol"))
 
 
 @pytest.mark.parametrize(
@@ -486,7 +579,7 @@ def test_another_desk_user_cannot_finish_an_enrolment(
     start_enrolment(client)
     code = code_from(sms)
     with client.session_transaction() as session:
-        pending = dict(session["desk_enrolment"])
+        pending = session["desk_enrolment"]
 
     # A second desk user, given the first one's pending step and the code
     other = app.test_client()
@@ -543,15 +636,20 @@ def test_reset_password_shows_a_new_one_once_and_ends_the_doctors_sessions(
     sign_in_as(elsewhere, doctor)
     assert is_signed_in(elsewhere)
 
-    # When the desk resets the password
+    # When the desk asks for a reset (the doctor can receive letters: a second person approves)
     answer = post(client, f"/staff/desk/doctors/{doctor.id}/reset-password")
+    assert answer.headers["Location"].startswith("/staff/desk/approvals/")
+    db.session.expire_all()
+    assert doctor.password_hash == old_hash and is_signed_in(elsewhere)
+    second = approve_as_another_desk_user(app)
 
-    # Then a new temporary password is shown once, to be changed, and the other session ended
-    assert answer.headers["Location"] == "/staff/desk/credentials"
-    sheet = text(client.get("/staff/desk/credentials"))
+    # Then a new temporary password is shown once, to the approver, to be changed, and the
+    # other session ended
+    assert client.get("/staff/desk/credentials").status_code == 410
+    sheet = text(second.get("/staff/desk/credentials"))
     password = re.search(r'<dd class="secret">([A-Za-z0-9-]{19})</dd>', sheet)
     assert password is not None
-    assert client.get("/staff/desk/credentials").status_code == 410
+    assert second.get("/staff/desk/credentials").status_code == 410
     db.session.expire_all()
     assert doctor.password_hash != old_hash
     assert doctor.password_hash is not None
@@ -560,7 +658,8 @@ def test_reset_password_shows_a_new_one_once_and_ends_the_doctors_sessions(
     assert doctor.failed_sign_ins == 0
     assert not is_signed_in(elsewhere)
     reset = events("doctor.password_reset")
-    assert [e.actor for e in reset] == [DESK_ACTOR]
+    assert [e.actor for e in reset] == ["desk:desk-second"]
+    assert reset[0].details["requested_by"] == "desk-test"
     assert password.group(1) not in audit_text()
 
 
@@ -652,14 +751,18 @@ def test_change_mobile_needs_the_code_sent_to_the_new_number(
     assert refused.status_code == 422
     assert doctor_by_gln() is not None and doctor.mobile == MOBILE
 
-    # When the desk types the code read from the new phone, the number is stored
-    assert post(client, verify, {"code": code}).headers["Location"] == (
-        f"/staff/desk/doctors/{doctor.id}")
+    # When the desk types the code read from the new phone, the change waits for a second
+    # desk person (the doctor can receive letters); once approved, the number is stored
+    assert post(client, verify, {"code": code}).headers["Location"].startswith(
+        "/staff/desk/approvals/")
+    db.session.expire_all()
+    assert doctor.mobile == MOBILE and is_signed_in(elsewhere)
+    approve_as_another_desk_user(app)
     db.session.expire_all()
     assert doctor.mobile == NEW_MOBILE
     assert not is_signed_in(elsewhere)
     changed = events("doctor.mobile_changed")
-    assert [e.actor for e in changed] == [DESK_ACTOR]
+    assert [e.actor for e in changed] == ["desk:desk-second"]
     assert changed[0].details["new"] == "+41******233"
     trail = audit_text()
     for secret in (MOBILE, NEW_MOBILE, code):
@@ -684,11 +787,8 @@ def test_a_mobile_code_is_bound_to_its_doctor(
     post(client, f"/staff/desk/doctors/{doctor.id}/mobile", {"mobile": NEW_MOBILE})
     code = code_from(sms)
 
-    # The code for Dr Rochat's new phone, typed on another doctor's page, changes nothing,
-    # even with a pending step rewritten to name that doctor
-    with client.session_transaction() as session:
-        session["desk_mobile_change"] = {**session["desk_mobile_change"],
-                                         "doctor_id": active_doctor.id}
+    # The code for Dr Rochat's new phone, typed on another doctor's page, changes nothing: the
+    # pending step (server-side, named by the session's handle) is bound to Dr Rochat
     answer = post(client, f"/staff/desk/doctors/{active_doctor.id}/mobile/verify", {"code": code})
     assert answer.headers["Location"] == f"/staff/desk/doctors/{active_doctor.id}"
     db.session.expire_all()

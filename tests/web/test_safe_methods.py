@@ -87,7 +87,7 @@ def world(app: Flask, api: Api, active_doctor: Doctor) -> Iterator[dict[str, Any
     values = {"delivery_id": delivery.id, "patient_id": patient.id, "dpi_id": PATIENT,
               "doctor_id": active_doctor.id, "user_id": staff.id, "client_id": 1,
               "notification_id": db.session.scalar(select(func.min(Notification.id))) or 1,
-              "token": "x" * 40}
+              "approval_id": 1, "token": "x" * 40}
     yield {"clients": clients, "values": values, "delivery": delivery.id}
 
 
