@@ -82,6 +82,7 @@ from app.staff.enrolment import (
     reactivate_doctor,
     reset_password,
 )
+from app.web.origin import from_our_pages
 
 bp = Blueprint("desk", __name__, url_prefix="/staff/desk")
 
@@ -289,9 +290,9 @@ def keep_credentials(doctor: Doctor, login: str, password: str, reason: str) -> 
 @requires("desk")
 def credentials() -> tuple[str, int]:
     """The printable sheet, once: its row is deleted and committed before the page is built."""
-    if request.headers.get("Sec-Fetch-Site") in ("cross-site", "same-site"):
-        # Opened from another site: show nothing and spend nothing (the desk's own redirect
-        # and a typed address are same-origin or "none").
+    if not from_our_pages():
+        # Opened from anywhere but the desk's own redirect (another site, a mail, a bookmark):
+        # show nothing and spend nothing, so that no one else's link can use the sheet up.
         return render_template("staff/desk/credentials.html", shown=None), 403
     data = steps.take_step(steps.CREDENTIALS, _desk(), session.pop(CREDENTIALS, None))
     db.session.commit()
