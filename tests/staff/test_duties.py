@@ -8,7 +8,7 @@ on SQLite and, with TEST_DATABASE_URL, on PostgreSQL.
 
 from __future__ import annotations
 
-import threading
+from collections.abc import Callable
 from datetime import date
 from typing import Any
 
@@ -37,6 +37,7 @@ from app.workspace.documents import report_not_my_patient
 from tests.conftest import Api, consent_body, document_body, make_app
 from tests.dispatch.api_support import gln
 from tests.staff.test_desk import ENROLMENT, code_from, desk_user, enter_code, events, post, text
+from tests.support.concurrency import Start, race
 from tests.support.signin import sign_in_as
 from tests.support.twilio_server import (
     TwilioServer,
@@ -321,44 +322,34 @@ def test_two_acts_of_one_person_racing_take_one_side_only(
     db.session.commit()
     doctor_id, person_id = doctor.id, insider.id
     uri = app.config["SQLALCHEMY_DATABASE_URI"]
-    outcomes: list[str] = []
-    failures: list[BaseException] = []
-    barrier = threading.Barrier(2, timeout=30)
     # Built here, one after the other: two threads building apps at once can trip
     # CPython 3.11's compiler ("AST constructor recursion depth mismatch").
     apps = [make_app(uri), make_app(uri)]
     db.session.remove()
 
-    def act(duty: str, other: Flask) -> None:
-        try:
+    def act(duty: str, other: Flask) -> Callable[[Start], str]:
+        def racer(start: Start) -> str:
             with other.app_context():
-                mine = db.session.get(Doctor, doctor_id)
-                person = db.session.get(StaffUser, person_id)
-                assert mine is not None and person is not None
-                barrier.wait()
                 try:
-                    duties.claim(mine, person, duty, "test")
-                    db.session.commit()
-                    outcomes.append(duty)
-                except duties.DutyConflict:
-                    db.session.rollback()
-                    outcomes.append("conflict")
-                except OperationalError as error:  # SQLite may refuse the second writer
-                    db.session.rollback()
-                    outcomes.append(type(error).__name__)
+                    mine = db.session.get(Doctor, doctor_id)
+                    person = db.session.get(StaffUser, person_id)
+                    assert mine is not None and person is not None
+                    start()
+                    try:
+                        duties.claim(mine, person, duty, "test")
+                        db.session.commit()
+                        return duty
+                    except duties.DutyConflict:
+                        db.session.rollback()
+                        return "conflict"
+                    except OperationalError as error:  # SQLite may refuse the second writer
+                        db.session.rollback()
+                        return type(error).__name__
                 finally:
                     db.session.remove()
                     db.engine.dispose()
-        except BaseException as error:  # raised again in the test, below
-            failures.append(error)
+        return racer
 
-    threads = [threading.Thread(target=act, args=(duty, other)) for duty, other in
-               zip((duties.ACCOUNT, duties.LETTERS), apps, strict=True)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-        assert not thread.is_alive(), "a request is stuck"
-    assert failures == []
+    outcomes = race([act(duties.ACCOUNT, apps[0]), act(duties.LETTERS, apps[1])])
     assert len([o for o in outcomes if o in (duties.ACCOUNT, duties.LETTERS)]) == 1, outcomes
     assert db.session.scalars(select(DoctorDuty.duty)).all() in (["account"], ["letters"])

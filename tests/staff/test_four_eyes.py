@@ -10,8 +10,7 @@ twilio client to the local Twilio test server, emails through a real SMTP server
 from __future__ import annotations
 
 import re
-import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 from email.message import EmailMessage
 from typing import Any
@@ -44,6 +43,7 @@ from tests.staff.test_desk import (
     post,
     text,
 )
+from tests.support.concurrency import Start, race
 from tests.support.signin import sign_in_as
 from tests.support.twilio_server import (
     TwilioServer,
@@ -469,45 +469,36 @@ def test_two_approvers_racing_apply_the_change_once(
     for login in logins:
         desk_user(login)
     uri = app.config["SQLALCHEMY_DATABASE_URI"]
-    outcomes: list[str] = []
-    failures: list[BaseException] = []
-    barrier = threading.Barrier(2, timeout=30)
     # Built here, one after the other: two threads building apps at once can trip
     # CPython 3.11's compiler ("AST constructor recursion depth mismatch").
     apps = [make_app(uri), make_app(uri)]
     db.session.remove()
 
-    def approve(login: str, other: Flask) -> None:
-        try:
+    def approve(login: str, other: Flask) -> Callable[[Start], str]:
+        def racer(start: Start) -> str:
             with other.app_context():
-                approver = db.session.scalar(select(StaffUser).where(StaffUser.login == login))
-                approval = approvals.get_approval(approval_id)
-                assert approver is not None and approval is not None
-                barrier.wait()
                 try:
-                    approvals.approve(approval, approver)
-                    db.session.commit()
-                    outcomes.append("approved")
-                except ApprovalRefused as refused:
-                    db.session.rollback()
-                    outcomes.append(refused.code)
-                except OperationalError as error:  # SQLite may refuse the second writer
-                    db.session.rollback()
-                    outcomes.append(type(error).__name__)
+                    approver = db.session.scalar(
+                        select(StaffUser).where(StaffUser.login == login))
+                    approval = approvals.get_approval(approval_id)
+                    assert approver is not None and approval is not None
+                    start()
+                    try:
+                        approvals.approve(approval, approver)
+                        db.session.commit()
+                        return "approved"
+                    except ApprovalRefused as refused:
+                        db.session.rollback()
+                        return refused.code
+                    except OperationalError as error:  # SQLite may refuse the second writer
+                        db.session.rollback()
+                        return type(error).__name__
                 finally:
                     db.session.remove()
                     db.engine.dispose()
-        except BaseException as error:  # raised again in the test, below
-            failures.append(error)
+        return racer
 
-    threads = [threading.Thread(target=approve, args=(login, other))
-               for login, other in zip(logins, apps, strict=True)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-        assert not thread.is_alive(), "an approver is stuck"
-    assert failures == []
+    outcomes = race([approve(login, other) for login, other in zip(logins, apps, strict=True)])
     assert outcomes.count("approved") == 1, outcomes
     assert next(o for o in outcomes if o != "approved") in ("already_decided",
                                                             "OperationalError"), outcomes
