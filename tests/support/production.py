@@ -24,7 +24,6 @@ import contextlib
 import ipaddress
 import os
 import secrets
-import signal
 import ssl
 import subprocess
 import threading
@@ -54,6 +53,7 @@ from tests.support.servers import (
     ROOT,
     AppServer,
     base_environment,
+    end_process_group,
     flask_command,
     free_ports,
     run_flask,
@@ -314,17 +314,7 @@ class BackgroundCommand:
         process, self._process = self._process, None
         if process is None:
             return None
-        if process.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(process.pid, signal.SIGKILL)
-                process.wait(timeout=10)
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(process.pid, signal.SIGKILL)
+        end_process_group(process, timeout)
         return process.returncode
 
     def output(self) -> str:

@@ -32,6 +32,7 @@ import urllib.request
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 #: The checkout's root: gunicorn and flask run from here (``wsgi.py``).
 ROOT = Path(__file__).resolve().parents[2]
@@ -65,6 +66,26 @@ def base_environment(settings: Mapping[str, str]) -> dict[str, str]:
                 "PYTHONUNBUFFERED": "1"})
     env.update(settings)
     return env
+
+
+def end_process_group(process: subprocess.Popen[Any], timeout: float) -> bool:
+    """SIGTERM to a process started with ``start_new_session=True``, then wait for it; kill its
+    whole group if it outstays ``timeout``, and the group's leftovers in any case (workers of a
+    master that died abruptly). True when it stopped on SIGTERM in time."""
+    graceful = True
+    if process.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            graceful = False
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=10)
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(process.pid, signal.SIGKILL)
+    return graceful
 
 
 def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
@@ -190,24 +211,11 @@ class AppServer:
 
     def stop(self, timeout: float = 20.0) -> int | None:
         """SIGTERM (graceful stop), then wait; kill the group if it outstays ``timeout``."""
-        process = self._process
+        process, self._process = self._process, None
         if process is None:
             return None
-        self._process = None
-        if process.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(process.pid, signal.SIGKILL)
-                process.wait(timeout=10)
-                raise ServerError(f"{self.name} did not stop on SIGTERM within {timeout} s"
-                                  ) from None
-        # Workers left behind by a master that died abruptly: end them too.
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(process.pid, signal.SIGKILL)
+        if not end_process_group(process, timeout):
+            raise ServerError(f"{self.name} did not stop on SIGTERM within {timeout} s")
         return process.returncode
 
     @property
