@@ -3,12 +3,39 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from importlib import import_module
 from pathlib import Path
 from typing import Any
 
 from flask import Flask
 
 ROOT = Path(__file__).resolve().parent.parent
+
+#: Every blueprint of the app, in one list: the module that defines it as ``bp``.
+BLUEPRINTS = (
+    # the site: home, language, health, help and privacy
+    "app.web.views",
+    "app.workspace.help",
+    # signing in and out: password and SMS code, HIN (SAML)
+    "app.auth.views",
+    "app.auth.hin",
+    # the doctor's side: Mes documents, Mes patients, Mon profil
+    "app.workspace.documents",
+    "app.workspace.patients",
+    "app.workspace.profile",
+    # the hospital's staff and desk
+    "app.staff.desk",
+    "app.staff.doctors",
+    "app.staff.patients",
+    "app.staff.worklist",
+    "app.staff.admin",
+    "app.staff.desk_approvals",
+    "app.audit.viewer",
+    # the DPI's API
+    "app.dispatch.api",
+)
+#: The development identity provider, registered only when SAML_DEV_IDP is on (never in production).
+DEV_IDP_BLUEPRINT = "app.auth.dev_idp"
 
 
 def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
@@ -52,57 +79,18 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
 
     from app.auth.limits import init_limits
     from app.auth.session import init_session
-    from app.auth.views import bp as auth_bp
-    from app.dispatch.api import bp as api_bp
-    from app.staff.desk import bp as desk_bp
     from app.web import init_web
-    from app.web.views import bp as web_bp
 
     init_web(app)
     init_session(app)
     init_limits(app)
-    app.register_blueprint(web_bp)
-    app.register_blueprint(auth_bp)
-    app.register_blueprint(api_bp)
-    app.register_blueprint(desk_bp)
-    from app.workspace.documents import bp as documents_bp
-
-    app.register_blueprint(documents_bp)
-    csrf.exempt(api_bp)  # bearer-token API: no cookies, so no CSRF
-    from app.auth.hin import bp as hin_bp
-
-    app.register_blueprint(hin_bp)
-    from app.workspace.help import bp as help_bp
-    from app.workspace.patients import bp as patients_bp
-
-    app.register_blueprint(patients_bp)
-    app.register_blueprint(help_bp)
+    for module in BLUEPRINTS:
+        app.register_blueprint(import_module(module).bp)
+    csrf.exempt(import_module("app.dispatch.api").bp)  # bearer-token API: no cookies, no CSRF
     if settings.saml_dev_idp:  # never in production: load_settings refuses it there
-        from app.auth.dev_idp import bp as dev_idp_bp
-
-        app.register_blueprint(dev_idp_bp)
+        app.register_blueprint(import_module(DEV_IDP_BLUEPRINT).bp)
 
     from app.cli import register_cli
 
     register_cli(app)
-    from app.auth.saml_settings import hin_cli
-
-    app.cli.add_command(hin_cli)
-    from app.notify.cli import notifications, worker
-    from app.workspace.profile import bp as profile_bp
-
-    app.register_blueprint(profile_bp)
-    from app.audit.viewer import bp as audit_viewer_bp
-    from app.staff.admin import bp as desk_admin_bp
-    from app.staff.desk_approvals import bp as desk_approvals_bp
-    from app.staff.doctors import bp as staff_doctors_bp
-    from app.staff.patients import bp as staff_patients_bp
-    from app.staff.worklist import bp as worklist_bp
-
-    for staff_bp in (staff_doctors_bp, staff_patients_bp, worklist_bp, desk_admin_bp,
-                     desk_approvals_bp, audit_viewer_bp):
-        app.register_blueprint(staff_bp)
-
-    app.cli.add_command(notifications)
-    app.cli.add_command(worker)
     return app

@@ -266,7 +266,12 @@ def audit_verify(anchor: str | None) -> None:
 
 
 def register_cli(app: Flask) -> None:
-    for group in (demo, api_client, doctors, users, documents, dispatch, audit):
+    """Every ``flask --app wsgi`` command group, in one list."""
+    from app.auth.saml_settings import hin_cli
+    from app.notify.cli import notifications, worker
+
+    for group in (demo, api_client, doctors, users, documents, dispatch, audit, hin_cli,
+                  notifications, worker):
         app.cli.add_command(group)
 
 
