@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from flask import current_app
 
 
 class ContentIntegrityError(Exception):
@@ -66,3 +67,14 @@ class KeyRing:
 
 def associated_data(document_id: str) -> bytes:
     return b"relais-document:" + document_id.encode("utf-8")
+
+
+def key_ring() -> KeyRing:
+    """The app's key ring, built once from ``DOCUMENT_KEYS``: documents, sealed secrets (TOTP,
+    recovery codes) and the desk's steps are all sealed under it."""
+    ring = current_app.extensions.get("relais.keyring")
+    if ring is None:
+        ring = KeyRing(current_app.config["DOCUMENT_KEYS"])
+        current_app.extensions["relais.keyring"] = ring
+    assert isinstance(ring, KeyRing)  # noqa: S101
+    return ring

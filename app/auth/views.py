@@ -76,8 +76,7 @@ from app.auth.session import (
     target_of,
 )
 from app.auth.sms import SmsError, mask_phone
-from app.crypto import ContentIntegrityError, Sealed
-from app.dispatch.service import key_ring
+from app.crypto import ContentIntegrityError, Sealed, key_ring
 from app.extensions import db
 from app.models import Doctor, RecoveryCode, StaffUser
 from app.models.base import utcnow

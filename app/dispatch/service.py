@@ -18,7 +18,7 @@ from flask import current_app
 from sqlalchemy import delete, select, update
 
 from app.audit import Actor, Entry, record, record_all
-from app.crypto import ContentIntegrityError, KeyRing, Sealed, associated_data
+from app.crypto import ContentIntegrityError, Sealed, associated_data, key_ring
 from app.dispatch.policy import (
     NEEDS_A_PERSON,
     ConsentFacts,
@@ -66,15 +66,6 @@ class Taken(Exception):
 def policy_config() -> PolicyConfig:
     config: PolicyConfig = current_app.config["DISPATCH_POLICY"]
     return config
-
-
-def key_ring() -> KeyRing:
-    ring = current_app.extensions.get("relais.keyring")
-    if ring is None:
-        ring = KeyRing(current_app.config["DOCUMENT_KEYS"])
-        current_app.extensions["relais.keyring"] = ring
-    assert isinstance(ring, KeyRing)  # noqa: S101
-    return ring
 
 
 # --- facts -------------------------------------------------------------------------------

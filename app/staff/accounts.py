@@ -13,8 +13,7 @@ from sqlalchemy import CursorResult, func, or_, select, update
 from app.audit import Actor, record
 from app.auth import totp
 from app.auth.passwords import hash_password, temporary_password
-from app.crypto import ContentIntegrityError, Sealed
-from app.dispatch.service import key_ring
+from app.crypto import ContentIntegrityError, Sealed, key_ring
 from app.extensions import db
 from app.models import Doctor, RecoveryCode, StaffUser
 from app.models.base import utcnow

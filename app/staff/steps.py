@@ -20,8 +20,7 @@ from typing import Any, Final
 
 from sqlalchemy import delete, select
 
-from app.crypto import ContentIntegrityError, Sealed
-from app.dispatch.service import key_ring
+from app.crypto import ContentIntegrityError, Sealed, key_ring
 from app.extensions import db
 from app.models import DeskStep, StaffUser
 from app.models.base import utcnow

@@ -20,11 +20,11 @@ from flask_wtf import FlaskForm
 from werkzeug.datastructures import MultiDict
 
 
-class PostForm(FlaskForm):
+class PostForm(FlaskForm):  # type: ignore[misc]  # flask_wtf has no types
     """A POST form: fields from ``request.form``, the CSRF token from Flask-WTF."""
 
 
-class QueryForm(FlaskForm):
+class QueryForm(FlaskForm):  # type: ignore[misc]
     """A GET form read from the query string, without a CSRF token."""
 
     class Meta:
