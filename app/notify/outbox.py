@@ -206,6 +206,13 @@ def _claim(row_id: int, now: datetime) -> Notification | None:
     return row
 
 
+def send_at_once(row_id: int, now: datetime) -> str | None:
+    """Claim one row and send it now (an account email, right after its commit): the outcome,
+    or None when another sender has it. A failure is retried by the worker as usual."""
+    row = _claim(row_id, now)
+    return send_one(row, now) if row is not None else None
+
+
 def _error_text(error: Exception) -> str:
     """The kind of failure and the SMTP code: never an address nor any content."""
     code = getattr(error, "smtp_code", None)

@@ -16,7 +16,7 @@ from app.extensions import db
 from app.models import AuditEvent, Doctor, EmailChange
 from app.models.base import utcnow
 from app.notify.outbox import send_due
-from app.workspace.profile import PREFERENCES
+from app.profile.preferences import PREFERENCES
 from tests.notify.smtp_server import Smtp, serving
 from tests.support.signin import sign_in_as
 from tests.web.test_pages import csrf_token
