@@ -137,8 +137,7 @@ def schedule_digests(now: datetime | None = None) -> int:
         if since is not None and since >= cutoff:
             continue  # today's is written
         query = select(func.count(Delivery.id)).where(
-            Delivery.doctor_id == doctor.id, Delivery.status.in_(VISIBLE_TO_DOCTOR),
-            Delivery.delivered_at <= now,
+            Delivery.visible_to(doctor.id), Delivery.delivered_at <= now,
         )
         if since is not None:
             query = query.where(Delivery.delivered_at > since)
