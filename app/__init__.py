@@ -14,15 +14,15 @@ ROOT = Path(__file__).resolve().parent.parent
 #: Every blueprint of the app, in one list: the module that defines it as ``bp``.
 BLUEPRINTS = (
     # the site: home, language, health, help and privacy
-    "app.web.views",
-    "app.workspace.help",
+    "app.site.views",
+    "app.site.help",
     # signing in and out: password and SMS code, HIN (SAML)
     "app.auth.views",
     "app.auth.hin",
     # the doctor's side: Mes documents, Mes patients, Mon profil
-    "app.workspace.documents",
-    "app.workspace.patients",
-    "app.workspace.profile",
+    "app.inbox.documents",
+    "app.inbox.patients",
+    "app.profile.views",
     # the hospital's staff and desk
     "app.staff.desk",
     "app.staff.doctors",

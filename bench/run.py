@@ -322,7 +322,8 @@ def count_statements(size: str, cast: Cast) -> dict[str, Any]:
     from sqlalchemy import event
 
     from app.extensions import db
-    from app.workspace import documents, patients
+    from app.inbox import document_queries as documents
+    from app.inbox import patient_queries as patients
 
     app = make_bench_app(size)
     epoch = epochs(size)

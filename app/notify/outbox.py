@@ -137,8 +137,7 @@ def schedule_digests(now: datetime | None = None) -> int:
         if since is not None and since >= cutoff:
             continue  # today's is written
         query = select(func.count(Delivery.id)).where(
-            Delivery.doctor_id == doctor.id, Delivery.status.in_(VISIBLE_TO_DOCTOR),
-            Delivery.delivered_at <= now,
+            Delivery.visible_to(doctor.id), Delivery.delivered_at <= now,
         )
         if since is not None:
             query = query.where(Delivery.delivered_at > since)
@@ -204,6 +203,13 @@ def _claim(row_id: int, now: datetime) -> Notification | None:
         return None  # another sender got there first
     db.session.refresh(row)
     return row
+
+
+def send_at_once(row_id: int, now: datetime) -> str | None:
+    """Claim one row and send it now (an account email, right after its commit): the outcome,
+    or None when another sender has it. A failure is retried by the worker as usual."""
+    row = _claim(row_id, now)
+    return send_one(row, now) if row is not None else None
 
 
 def _error_text(error: Exception) -> str:

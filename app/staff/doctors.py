@@ -20,9 +20,8 @@ from app.dispatch import directory
 from app.dispatch.representations import doctor_out
 from app.dispatch.validation import PATIENT_ID_MAX, is_valid_id
 from app.extensions import db
+from app.labels import SPECIALTIES, specialty_label
 from app.models import Patient
-from app.workspace.specialties import SPECIALTIES
-from app.workspace.specialties import label as specialty_label
 
 bp = Blueprint("staff_doctors", __name__, url_prefix="/staff/doctors")
 

@@ -42,12 +42,11 @@ from app.dispatch.validation import (
 )
 from app.extensions import db
 from app.gln import is_valid_gln
+from app.labels import RULE_LABELS, STATUS_LABELS, type_label
 from app.models import Consent, Delivery, Doctor, Document, Patient
 from app.models.base import contains_pattern, utcnow
 from app.staff import duties
-from app.staff.labels import RULE_LABELS, STATUS_LABELS
 from app.web.origin import from_our_pages
-from app.workspace.patients import type_label
 
 bp = Blueprint("staff_patients", __name__, url_prefix="/staff/patients")
 

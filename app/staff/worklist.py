@@ -28,12 +28,11 @@ from app.auth.session import current_principal, requires
 from app.dispatch import service
 from app.dispatch.policy import NEEDS_A_PERSON
 from app.extensions import db
+from app.labels import RULE_LABELS, STATUS_LABELS, type_label
 from app.models import Delivery, Doctor, Document, Patient
 from app.models.base import zurich_midnight
 from app.staff import duties
-from app.staff.labels import RULE_LABELS, STATUS_LABELS
 from app.web.listing import date_arg, decode_cursor, encode_cursor
-from app.workspace.documents import type_label
 
 bp = Blueprint("worklist", __name__, url_prefix="/staff/worklist")
 

@@ -14,10 +14,10 @@ from sqlalchemy import select
 
 from app.audit import Actor
 from app.extensions import db
+from app.inbox.document_actions import report_not_my_patient
 from app.models import Delivery, Doctor, Document
 from app.models.base import utcnow
 from app.pdf import make_pdf
-from app.workspace.documents import report_not_my_patient
 from tests.browser.conftest import axe_violations
 from tests.conftest import iso_ago
 from tests.support.portal import Portal, serve_portal, sign_in_staff

@@ -15,8 +15,8 @@ from app.audit import Actor, verify
 from app.dispatch import service
 from app.dispatch.service import HandlingRefused
 from app.extensions import db
+from app.inbox.document_actions import report_not_my_patient
 from app.models import AuditEvent, Delivery, Doctor, Document, Notification
-from app.workspace.documents import report_not_my_patient
 from tests.conftest import Api, consent_body, document_body
 from tests.dispatch.api_support import add_doctor, gln
 

@@ -255,3 +255,28 @@ def test_two_workers_at_once_send_each_email_once(
     assert sum(r.sent for r in reports) == 5
     assert len(smtp.inbox.messages) == 5
     assert all(r.sent_at is not None for r in rows())
+
+
+def test_the_digest_does_not_count_a_letter_reported_pas_mon_patient(
+    app: Flask, doctor: Doctor, api: Api, smtp: Smtp
+) -> None:
+    # Given a doctor wanting a digest at 18:00, who received two letters
+    doctor.notification_mode = "digest"
+    doctor.digest_hour = 18
+    doctor.last_digest_at = utcnow() - timedelta(days=1)
+    db.session.commit()
+    post_letter(api, 1)
+    post_letter(api, 2)
+    # When she reports one as "pas mon patient" before the digest is written
+    db.session.execute(
+        update(Delivery).where(Delivery.document_id == select(Document.id).where(
+            Document.document_id == "DPI-2026-000001").scalar_subquery())
+        .values(reported_not_my_patient_at=utcnow())
+    )
+    db.session.commit()
+    today = utcnow().astimezone(ZURICH).date()
+    at_six = (datetime(today.year, today.month, today.day, tzinfo=ZURICH)
+              + timedelta(days=1, hours=18, minutes=1)).astimezone(UTC)
+    # Then the digest counts only the letter still in her lists (Delivery.visible_to)
+    assert send_due(now=at_six).sent == 1
+    assert [r.count for r in rows()] == [1]

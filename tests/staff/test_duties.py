@@ -20,6 +20,7 @@ from sqlalchemy.exc import OperationalError
 
 from app.audit import CLI, Actor
 from app.extensions import db
+from app.inbox.document_actions import report_not_my_patient
 from app.models import (
     Consent,
     Delivery,
@@ -33,7 +34,6 @@ from app.models.base import utcnow
 from app.staff import duties
 from app.staff.accounts import create_staff
 from app.staff.enrolment import deactivate_doctor, enrol_sms_doctor
-from app.workspace.documents import report_not_my_patient
 from tests.conftest import Api, consent_body, document_body, make_app
 from tests.dispatch.api_support import gln
 from tests.staff.test_desk import ENROLMENT, code_from, desk_user, enter_code, events, post, text

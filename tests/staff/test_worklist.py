@@ -19,9 +19,9 @@ from werkzeug.test import TestResponse
 
 from app.audit import CLI, Actor, verify
 from app.extensions import db
+from app.inbox.document_actions import report_not_my_patient
 from app.models import AuditEvent, Delivery, Doctor, Document, StaffUser
 from app.staff.accounts import create_staff
-from app.workspace.documents import report_not_my_patient
 from tests.conftest import Api, consent_body, document_body
 from tests.dispatch.api_support import add_doctor, gln
 from tests.support.signin import sign_in_as

@@ -16,7 +16,7 @@ from app.extensions import db
 from app.models import AuditEvent, Doctor, EmailChange
 from app.models.base import utcnow
 from app.notify.outbox import send_due
-from app.workspace.profile import PREFERENCES
+from app.profile.preferences import PREFERENCES
 from tests.notify.smtp_server import Smtp, serving
 from tests.support.signin import sign_in_as
 from tests.web.test_pages import csrf_token
@@ -218,3 +218,18 @@ def test_switching_to_digest_counts_from_now(client: FlaskClient, doctor: Doctor
 
 def test_the_profile_needs_a_doctor(app: Flask, client: FlaskClient) -> None:
     assert client.get("/profile").status_code == 303
+
+
+def test_the_preference_defaults_are_the_new_accounts_values(app: Flask) -> None:
+    # The defaults are stated once, on the Doctor columns; PREFERENCES reads them from there,
+    # and a new account (through the ORM and through the database's own defaults) agrees.
+    doctor = Doctor(gln="7601000000019", family_name="Neuve", given_name="Ada")
+    db.session.add(doctor)
+    db.session.flush()
+    for preference in PREFERENCES:
+        assert getattr(doctor, preference.name) == preference.default, preference.name
+        if preference.kind != "multi":
+            server_default = Doctor.__table__.c[preference.name].server_default
+            if server_default is not None:
+                assert str(server_default.arg) == str(preference.default), preference.name
+    db.session.rollback()

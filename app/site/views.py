@@ -1,4 +1,5 @@
-"""Public pages: home, language switch, liveness (/healthz) and readiness (/readyz)."""
+"""The site's own public routes: home, the language switch, liveness (/healthz) and readiness
+(/readyz). Help and privacy are in ``app.site.help``."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from werkzeug.wrappers import Response as BaseResponse
 from app.audit import record
 from app.auth.session import public, signed_in, target_of
 from app.extensions import db
+from app.profile.preferences import landing_path
 from app.web.paths import local_path
 
 bp = Blueprint("web", __name__)
@@ -29,11 +31,9 @@ bp = Blueprint("web", __name__)
 def index() -> str | BaseResponse:
     principal = signed_in()
     if principal is not None and principal.role == "doctor":
-        from app.workspace.profile import landing_path
-
         # Mon profil (e): a signed-in doctor goes to the page chosen in the profile.
         return redirect(landing_path(principal.doctor), code=303)
-    return render_template("web/index.html")
+    return render_template("site/index.html")
 
 
 @bp.post("/lang")

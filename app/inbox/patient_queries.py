@@ -1,4 +1,5 @@
-"""Mes patients: the patients whose consent names the signed-in doctor, and each one's page.
+"""Mes patients' queries: the patients whose consent names the signed-in doctor, and each one's
+letters.
 
 Every query is scoped by the doctor: a patient whose consent never named this doctor answers
 404, exactly as an id that does not exist. A revoked consent keeps the patient in the list,
@@ -16,17 +17,12 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
-from flask import Blueprint, abort, render_template, request
-from flask_babel import lazy_gettext as _l
 from sqlalchemy import ColumnElement, and_, case, func, or_, select
 
-from app.auth.session import current_principal, requires
+from app.dispatch.policy import Status
 from app.extensions import db
 from app.models import Consent, Delivery, Doctor, Document, Patient
 from app.models.base import utcnow
-from app.web.listing import row_id
-
-bp = Blueprint("patients", __name__)
 
 #: The patients views of Mon profil (c).
 VIEWS = ("all", "recent", "unread")
@@ -34,22 +30,6 @@ VIEWS = ("all", "recent", "unread")
 PAGE_SIZE = 50
 #: Longest search text taken into account.
 SEARCH_MAX = 100
-
-#: Labels of the DPI's most common document types; other codes are shown as they come.
-TYPE_LABELS = {
-    "discharge_letter": _l("Lettre de sortie"),
-    "consultation_report": _l("Rapport de consultation"),
-    "operative_report": _l("Protocole opératoire"),
-    "imaging_report": _l("Compte rendu d'imagerie"),
-    "laboratory_report": _l("Résultats de laboratoire"),
-    "emergency_report": _l("Rapport des urgences"),
-}
-
-
-def type_label(code: str) -> str:
-    label = TYPE_LABELS.get(code)
-    return str(label) if label is not None else code.replace("_", " ")
-
 
 @dataclass(frozen=True)
 class PatientRow:
@@ -97,6 +77,13 @@ def _visible(doctor: Doctor) -> ColumnElement[bool]:
     return Delivery.visible_to(doctor.id)
 
 
+def _any_active() -> ColumnElement[Any]:
+    """1 when one of the patient's consents naming the doctor is active (``Consent.active``):
+    a patient who named the doctor under several designations counts as revoked only when
+    none of them is still active."""
+    return func.max(case((Consent.active, 1), else_=0))
+
+
 def _search_terms(search: str) -> list[str]:
     return [term for term in search[:SEARCH_MAX].lower().split() if term][:5]
 
@@ -122,7 +109,7 @@ def list_patients(
         select(
             Document.patient_id.label("patient_id"),
             func.count(Delivery.id).label("documents"),
-            func.sum(case((Delivery.status == "delivered", 1), else_=0)).label("unread"),
+            func.sum(case((Delivery.status == Status.DELIVERED.value, 1), else_=0)).label("unread"),
             func.max(Delivery.delivered_at).label("last_at"),
         )
         .join(Delivery, Delivery.document_id == Document.id)
@@ -135,12 +122,7 @@ def list_patients(
     consents = (
         select(
             Consent.patient_id.label("patient_id"),
-            func.max(
-                case(
-                    (and_(Consent.electronic_sending.is_(True), Consent.revoked_at.is_(None)), 1),
-                    else_=0,
-                )
-            ).label("active"),
+            _any_active().label("active"),
         )
         .where(Consent.doctor_id == doctor.id)
         .group_by(Consent.patient_id)
@@ -216,12 +198,7 @@ def _after(
 
 def patient_of(doctor: Doctor, patient_id: int) -> tuple[Patient, bool] | None:
     """The patient and whether consent is revoked, if a consent ever named ``doctor``."""
-    active = func.max(
-        case(
-            (and_(Consent.electronic_sending.is_(True), Consent.revoked_at.is_(None)), 1),
-            else_=0,
-        )
-    ).label("active")
+    active = _any_active().label("active")
     row = db.session.execute(
         select(Patient, active)
         .join(Consent, Consent.patient_id == Patient.id)
@@ -257,49 +234,7 @@ def documents_of(doctor: Doctor, patient: Patient) -> list[DocumentRow]:
             service=row.service,
             signed_at=row.signed_at,
             delivered_at=row.delivered_at,
-            unread=row.status == "delivered",
+            unread=row.status == Status.DELIVERED.value,
         )
         for row in rows
     ]
-
-
-# --- views ---------------------------------------------------------------------------------
-
-
-@bp.get("/patients")
-@requires("doctor")
-def index() -> str:
-    doctor = current_principal().doctor
-    view = request.args.get("view", "")
-    if view not in VIEWS:
-        view = doctor.patients_view if doctor.patients_view in VIEWS else "all"
-    search = request.args.get("q", "").strip()[:SEARCH_MAX]
-    after = row_id(request.args.get("after"))
-    page = list_patients(doctor, view=view, search=search, after=after)
-    return render_template(
-        "patients/index.html",
-        page=page,
-        view=view,
-        views=VIEWS,
-        search=search,
-        after=after,
-        recent_months=doctor.patients_recent_months,
-    )
-
-
-@bp.get("/patients/<int:patient_id>")
-@requires("doctor")
-def show(patient_id: int) -> str:
-    doctor = current_principal().doctor
-    found = patient_of(doctor, patient_id)
-    if found is None:
-        abort(404)  # never named this doctor, or no such patient: the same answer
-    patient, revoked = found
-    return render_template(
-        "patients/show.html",
-        patient=patient,
-        revoked=revoked,
-        documents=documents_of(doctor, patient),
-        type_label=type_label,
-    )
-

@@ -43,11 +43,11 @@ def phone_link(phone: str) -> str:
 @public
 def index() -> str:
     contact = desk()
-    return render_template("help/index.html", desk=contact, tel=phone_link(contact["phone"]))
+    return render_template("site/help.html", desk=contact, tel=phone_link(contact["phone"]))
 
 
 @bp.get("/privacy")
 @public
 def privacy() -> str:
     contact = desk()
-    return render_template("help/privacy.html", desk=contact, tel=phone_link(contact["phone"]))
+    return render_template("site/privacy.html", desk=contact, tel=phone_link(contact["phone"]))
