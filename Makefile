@@ -8,14 +8,20 @@ BROWSER_DIR := tests/browser
 
 .PHONY: run test test-clock-ahead lint typecheck translations browser-deps pdfjs clean bench soak
 
+# requirements*.txt pin and hash every package, transitive ones included (compiled from
+# requirements*.in by pip-tools: the README's "Dependencies"). --require-hashes refuses a file
+# whose hash differs and any dependency the lock forgot (so no --no-deps, which would hide one);
+# --only-binary :all: builds no sdist, whose build backend pip would fetch unhashed. pip is the
+# venv's own (ensurepip, shipped with the interpreter), not upgraded from the index unpinned.
+PIP_INSTALL := $(PY) -m pip install --quiet --require-hashes --only-binary :all:
+
 $(VENV)/.runtime: requirements.txt
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -r requirements.txt
+	$(PIP_INSTALL) -r requirements.txt
 	touch $@
 
 $(VENV)/.dev: requirements-dev.txt $(VENV)/.runtime
-	$(PY) -m pip install --quiet -r requirements-dev.txt
+	$(PIP_INSTALL) -r requirements-dev.txt
 	touch $@
 
 translations: $(VENV)/.runtime
