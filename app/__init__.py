@@ -30,7 +30,7 @@ BLUEPRINTS = (
     "app.staff.worklist",
     "app.staff.admin",
     "app.staff.desk_approvals",
-    "app.audit.viewer",
+    "app.staff.audit",
     # the DPI's API
     "app.dispatch.api",
 )
@@ -88,6 +88,10 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
         app.register_blueprint(import_module(module).bp)
     csrf.exempt(import_module("app.dispatch.api").bp)  # bearer-token API: no cookies, no CSRF
     if settings.saml_dev_idp:  # never in production: load_settings refuses it there
+        from app.auth.dev_idp import PEOPLE
+        from app.demo import dev_idp_people
+
+        app.extensions[PEOPLE] = dev_idp_people()
         app.register_blueprint(import_module(DEV_IDP_BLUEPRINT).bp)
 
     from app.cli import register_cli

@@ -16,15 +16,16 @@ from sqlalchemy import select
 
 from app.audit import Actor, record
 from app.auth.passwords import hash_password
+from app.auth.staff_factors import totp_secret
 from app.dispatch import service
-from app.dispatch.policy import DoctorState
 from app.dispatch.validation import ConsentIn, parse_consent, parse_document
 from app.extensions import db
 from app.models import ApiClient, Doctor, Document, StaffUser
 from app.models.base import utcnow
 from app.pdf import make_pdf
-from app.staff.accounts import create_staff, totp_secret
+from app.staff.accounts import create_staff
 from app.staff.enrolment import enrol_sms_doctor
+from app.states import DoctorState
 
 DEMO = Actor("cli", "demo")
 
@@ -56,6 +57,15 @@ DOCTORS = (
 )
 
 SMS_DOCTOR = DOCTORS[0]
+
+
+def dev_idp_people() -> list[dict[str, str]]:
+    """The people the development identity provider offers to sign in as: the demo's doctors."""
+    return [
+        {"gln": d.gln, "given_name": d.given_name, "family_name": d.family_name,
+         "email": d.email, "state": d.state}
+        for d in DOCTORS
+    ]
 
 
 def _doctors() -> None:

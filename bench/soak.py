@@ -497,7 +497,7 @@ def overdue_held(conn: Connection, now: datetime) -> int:
 
 def visible_ids(conn: Connection, doctor_id: int) -> set[int]:
     """What Mes documents must list for this doctor (app/inbox/document_queries.py's rule)."""
-    from app.dispatch.policy import VISIBLE_TO_DOCTOR
+    from app.states import VISIBLE_TO_DOCTOR
 
     rows = conn.execute(text(
         "SELECT id, status, delivered_at FROM deliveries WHERE doctor_id = :d "

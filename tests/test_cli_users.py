@@ -12,10 +12,10 @@ from sqlalchemy import func, select
 
 from app.audit import CLI
 from app.auth.passwords import verify_password
+from app.auth.staff_factors import issue_recovery_codes, totp_secret, verify_staff_totp
 from app.extensions import db
 from app.models import RecoveryCode, StaffUser
 from app.models.base import utcnow
-from app.staff.accounts import issue_recovery_codes, totp_secret, verify_staff_totp
 from tests.conftest import audit_text
 
 

@@ -12,11 +12,6 @@ from typing import Any
 import pytest
 
 from app import create_app
-from app.auth.saml_settings import (
-    DEV_MARK_OID,
-    is_development_certificate,
-    load_certificate,
-)
 from app.config import (
     DEV_DOCUMENT_KEYS,
     DEV_SECRET_KEY,
@@ -24,6 +19,11 @@ from app.config import (
     Settings,
     load_settings,
     parse_document_keys,
+)
+from app.config.saml_trust import (
+    DEV_MARK_OID,
+    is_development_certificate,
+    load_certificate,
 )
 from tests.support.production import (
     certificate_for,

@@ -300,8 +300,9 @@ def test_rotation_skips_and_reports_a_corrupt_document(app: Flask, api: Api) -> 
 
 
 def test_rotation_re_seals_staff_authenticator_secrets(app: Flask) -> None:
+    from app.auth.staff_factors import totp_secret
     from app.models import StaffUser
-    from app.staff.accounts import create_staff, totp_secret
+    from app.staff.accounts import create_staff
 
     # Given a desk account whose TOTP secret is sealed under the old key
     user, _, _ = create_staff("desk.one", "desk", CLI)

@@ -12,12 +12,12 @@ from flask.testing import FlaskClient
 from sqlalchemy import select
 
 from app.audit import SYSTEM
-from app.dispatch.policy import Rule, Status
 from app.extensions import db
 from app.inbox.document_actions import report_not_my_patient
 from app.labels import DOCUMENT_TYPES, RULE_LABELS, STATUS_LABELS, type_label
 from app.models import Delivery, Doctor, Document
 from app.staff.accounts import create_staff
+from app.states import Rule, Status
 from tests.conftest import Api, consent_body, document_body
 from tests.support.signin import sign_in_as
 

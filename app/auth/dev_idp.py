@@ -33,9 +33,9 @@ from onelogin.saml2.utils import OneLogin_Saml2_Utils as Utils  # type: ignore[i
 from onelogin.saml2.xml_utils import OneLogin_Saml2_XML  # type: ignore[import-untyped]
 from werkzeug.wrappers import Response as BaseResponse
 
-from app.auth.saml_settings import SettingsError, ensure_keypair, load_sp_settings, pem_body
+from app.auth.saml_settings import ensure_keypair, pem_body
 from app.auth.session import public
-from app.demo import DOCTORS
+from app.config.saml_trust import SettingsError, load_sp_settings
 
 bp = Blueprint("dev_idp", __name__, url_prefix="/dev-idp")
 
@@ -202,12 +202,13 @@ def _read_redirect_message(field: str) -> Any:
 # --- pages -------------------------------------------------------------------------------------
 
 
+#: Where create_app puts the people this IdP offers (the demo's doctors: ``app.demo``).
+PEOPLE = "relais.dev_idp.people"
+
+
 def _demo_doctors() -> list[dict[str, str]]:
-    return [
-        {"gln": d.gln, "given_name": d.given_name, "family_name": d.family_name,
-         "email": d.email, "state": d.state}
-        for d in DOCTORS
-    ]
+    people: list[dict[str, str]] = current_app.extensions.get(PEOPLE, [])
+    return people
 
 
 @bp.get("/metadata")

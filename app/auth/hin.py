@@ -67,7 +67,6 @@ from werkzeug.wrappers import Response as BaseResponse
 
 from app.audit import Actor, record
 from app.auth.limits import address_limit, limiter
-from app.auth.saml_settings import SettingsError, load_sp_settings
 from app.auth.session import (
     User,
     actor_for,
@@ -81,12 +80,13 @@ from app.auth.session import (
     start_session,
     target_of,
 )
-from app.dispatch.policy import DoctorState
+from app.config.saml_trust import SettingsError, load_sp_settings
 from app.extensions import csrf, db
 from app.gln import is_valid_gln
 from app.models import Doctor, HinIdentity
 from app.models.auth import SamlAssertion, SamlRequest
 from app.models.base import utcnow
+from app.states import DoctorState
 
 bp = Blueprint("hin", __name__, url_prefix="/auth/hin")
 

@@ -76,16 +76,16 @@ from app.auth.session import (
     target_of,
 )
 from app.auth.sms import SmsError, mask_phone
-from app.crypto import ContentIntegrityError, Sealed, key_ring
-from app.extensions import db
-from app.models import Doctor, RecoveryCode, StaffUser
-from app.models.base import utcnow
-from app.staff.accounts import (
+from app.auth.staff_factors import (
     issue_recovery_codes,
     totp_secret,
     use_recovery_code,
     verify_staff_totp,
 )
+from app.crypto import ContentIntegrityError, Sealed, key_ring
+from app.extensions import db
+from app.models import Doctor, RecoveryCode, StaffUser
+from app.models.base import utcnow
 
 log = logging.getLogger(__name__)
 

@@ -13,8 +13,8 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from app.audit import CLI
 from app.audit.trail import check_chain, record_verification
-from app.dispatch.scopes import Scope
 from app.extensions import db
+from app.scopes import Scope
 
 
 def _commit() -> None:
@@ -172,7 +172,7 @@ def documents_rotate_keys() -> None:
         failed.extend(result.failed)
         cursor = result.last_id
     click.echo(f"{changed} document(s) re-encrypted.")
-    from app.staff.accounts import rotate_totp_keys
+    from app.auth.staff_factors import rotate_totp_keys
 
     secrets_moved = rotate_totp_keys(CLI)
     _commit()
@@ -268,7 +268,7 @@ def audit_verify(anchor: str | None) -> None:
 def register_cli(app: Flask) -> None:
     """Every ``flask --app wsgi`` command group, in one list."""
     from app.auth.saml_settings import hin_cli
-    from app.notify.cli import notifications, worker
+    from app.cli.worker import notifications, worker
 
     for group in (demo, api_client, doctors, users, documents, dispatch, audit, hin_cli,
                   notifications, worker):

@@ -37,7 +37,6 @@ from app.dispatch.representations import (
     event_out,
     patient_out,
 )
-from app.dispatch.scopes import Scope
 from app.dispatch.validation import (
     ContentTooLarge,
     UnsupportedContent,
@@ -53,6 +52,7 @@ from app.dispatch.validation import (
 from app.extensions import db
 from app.models import ApiClient, AuditEvent
 from app.models.base import utcnow
+from app.scopes import Scope
 from app.web.problems import problem_response
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")

@@ -1,5 +1,5 @@
 """DPI API clients: bearer tokens shown once, stored hashed, compared in constant time; the
-scopes each client holds (``app/dispatch/scopes.py``) and the check of a call against them."""
+scopes each client holds (``app/scopes.py``) and the check of a call against them."""
 
 from __future__ import annotations
 
@@ -13,10 +13,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import joinedload
 
 from app.audit import Actor, record
-from app.dispatch.scopes import DEFAULT_SCOPES, Scope, UnknownScope, parse_scopes
 from app.extensions import db
 from app.models import ApiClient, ApiClientScope
 from app.models.base import utcnow
+from app.scopes import DEFAULT_SCOPES, Scope, UnknownScope, parse_scopes
 
 _TOKEN = re.compile(r"rl_([0-9a-f]{16})_([A-Za-z0-9_-]{43})")
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")

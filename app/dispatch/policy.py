@@ -26,21 +26,17 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from enum import StrEnum
 
+from app.config.policy import PolicyConfig
+from app.states import DoctorState, Encounter, GivenBy, Rule, Status
+
 __all__ = [
-    "Category",
     "ConsentFacts",
     "ConsentGiverError",
     "ConsentRequirement",
     "Decision",
-    "DoctorState",
     "DocumentFacts",
-    "Encounter",
     "Facts",
-    "GivenBy",
-    "PolicyConfig",
     "RecipientFacts",
-    "Rule",
-    "Status",
     "age_on",
     "can_deliver",
     "cancellation",
@@ -49,68 +45,6 @@ __all__ = [
     "decide",
     "decide_release",
 ]
-
-
-class Status(StrEnum):
-    """Life cycle of one delivery (one document to one doctor), as the DPI API reports it."""
-
-    HELD = "held"
-    DELIVERED = "delivered"
-    READ = "read"
-    BLOCKED = "blocked"
-    CANCELLED = "cancelled"
-    RETRACTED = "retracted"
-
-
-#: The deliveries a doctor sees in Relais (lists, counts, notifications): delivered or read;
-#: never held, blocked, cancelled, nor retracted.
-VISIBLE_TO_DOCTOR: frozenset[str] = frozenset({Status.DELIVERED.value, Status.READ.value})
-#: The deliveries that wait for hospital staff on the worklist (besides those a doctor reported
-#: "pas mon patient"): the letter must go by post or to the right doctor.
-NEEDS_A_PERSON: frozenset[str] = frozenset({Status.BLOCKED.value, Status.CANCELLED.value})
-
-
-class Rule(StrEnum):
-    """The rule recorded with a delivery; the values are the API's ``rule`` strings."""
-
-    UNSIGNED = "unsigned"
-    RECIPIENT_UNKNOWN = "recipient_unknown"
-    RECIPIENT_INACTIVE = "recipient_inactive"
-    PATIENT_DECEASED = "patient_deceased"
-    NO_CONSENT = "no_consent"
-    THIRD_PARTY_DATA = "third_party_data"
-    EXCLUDED_CATEGORY = "excluded_category"
-    EXCLUDED_SERVICE = "excluded_service"
-    SENSITIVE_DELAY = "sensitive_delay"
-    OK = "ok"
-    # Never returned by this module: the service records it when the hospital withdraws a letter.
-    RETRACTED = "retracted"
-
-
-class DoctorState(StrEnum):
-    """Account state of a recipient doctor. A sign-in lockout is deliberately not a state here:
-    it is a temporary sign-in measure and must never stop letters."""
-
-    PENDING = "pending"
-    ACTIVE = "active"
-    DEACTIVATED = "deactivated"
-
-
-class Encounter(StrEnum):
-    OUTPATIENT = "outpatient"
-    INPATIENT = "inpatient"
-
-
-class Category(StrEnum):
-    # Facts carry the category as a plain ``str`` because the DPI may add categories; this enum
-    # names the ones known today.
-    REPORT = "report"
-    FOLLOW_UP_NOTE = "follow_up_note"
-
-
-class GivenBy(StrEnum):
-    PATIENT = "patient"
-    REPRESENTATIVE = "representative"
 
 
 @dataclass(frozen=True)
@@ -145,30 +79,6 @@ class Facts:
     patient_deceased: bool
     #: ``None`` when the patient never designated this doctor as treating doctor.
     consent: ConsentFacts | None
-
-
-@dataclass(frozen=True)
-class PolicyConfig:
-    """The CARA publication principles, each switchable; defaults from the CARA seed.
-
-    The fixed rules have no field here on purpose: that is what makes them impossible to
-    configure away.
-    """
-
-    block_deceased: bool = True
-    block_third_party_data: bool = True
-    excluded_categories: frozenset[str] = frozenset({Category.FOLLOW_UP_NOTE.value})
-    excluded_services: frozenset[str] = frozenset({"pedopsychiatrie"})
-    sensitive_delay: bool = True
-    outpatient_delay: timedelta = timedelta(days=7)
-    inpatient_delay: timedelta = timedelta(hours=24)
-
-    def __post_init__(self) -> None:
-        # A negative delay would release a sensitive letter before it was even signed: refuse such a
-        # configuration at start rather than publish early.
-        for name in ("outpatient_delay", "inpatient_delay"):
-            if getattr(self, name) < timedelta(0):
-                raise ValueError(f"{name} must not be negative")
 
 
 @dataclass(frozen=True)

@@ -18,31 +18,27 @@ from flask import current_app
 from sqlalchemy import delete, select, update
 
 from app.audit import Actor, Entry, record, record_all
+from app.config.policy import PolicyConfig
 from app.crypto import ContentIntegrityError, Sealed, associated_data, key_ring
 from app.dispatch.policy import (
-    NEEDS_A_PERSON,
     ConsentFacts,
     ConsentGiverError,
     Decision,
-    DoctorState,
     DocumentFacts,
-    Encounter,
     Facts,
-    PolicyConfig,
     RecipientFacts,
-    Rule,
-    Status,
     cancellation,
     check_consent_giver,
     decide,
     decide_release,
 )
-from app.dispatch.scopes import Scope
 from app.dispatch.validation import ConsentIn, DocumentIn, ValidationFailed
 from app.extensions import db
 from app.models import ApiClient, Consent, Delivery, Doctor, Document, DocumentContent, Patient
 from app.models.base import utcnow
 from app.notify.outbox import note_arrivals
+from app.scopes import Scope
+from app.states import NEEDS_A_PERSON, DoctorState, Encounter, Rule, Status
 
 TREATING_DOCTOR = "treating_doctor"
 

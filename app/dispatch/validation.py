@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any, TypeVar
 
-from app.dispatch.policy import Category, Encounter, GivenBy
 from app.gln import is_valid_gln
 from app.models.base import (
     EARLIEST_MOMENT,
@@ -25,6 +24,7 @@ from app.models.base import (
     ZURICH,
     storable_moment,
 )
+from app.states import Category, Encounter, GivenBy
 
 T = TypeVar("T")
 

@@ -11,10 +11,10 @@ from flask import abort
 from app.audit import Actor, record
 from app.crypto import ContentIntegrityError
 from app.dispatch import service
-from app.dispatch.policy import Status
 from app.extensions import db
 from app.models import Delivery
 from app.models.base import utcnow
+from app.states import Status
 
 
 def _audit(actor: Actor, action: str, delivery: Delivery, **details: Any) -> None:

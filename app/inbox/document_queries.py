@@ -33,11 +33,11 @@ from flask import abort
 from sqlalchemy import ColumnElement, Select, and_, func, or_, select
 from sqlalchemy.orm import contains_eager
 
-from app.dispatch.policy import Status
 from app.extensions import db
 from app.labels import type_label
 from app.models import Delivery, Doctor, Document, Patient
 from app.models.base import contains_pattern, zurich_midnight
+from app.states import Status
 from app.web.listing import decode_cursor, encode_cursor
 
 PAGE_SIZE = 25

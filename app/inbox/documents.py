@@ -17,7 +17,6 @@ from werkzeug.wrappers import Response as BaseResponse
 
 from app.audit import record
 from app.auth.session import current_principal, requires, signed_in
-from app.dispatch.policy import Status
 from app.dispatch.retention import retention_years
 from app.extensions import db
 from app.inbox.document_actions import mark_read, mark_unread, open_content, report_not_my_patient
@@ -33,6 +32,7 @@ from app.inbox.document_queries import (
 from app.labels import type_label
 from app.models import Delivery, Doctor
 from app.models.base import ZURICH, utcnow
+from app.states import Status
 from app.web.listing import BIGINT_ID_MAX, date_arg, row_id
 from app.web.origin import from_our_pages
 from app.web.paths import local_path

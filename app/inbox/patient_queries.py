@@ -19,10 +19,10 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, and_, case, func, or_, select
 
-from app.dispatch.policy import Status
 from app.extensions import db
 from app.models import Consent, Delivery, Doctor, Document, Patient
 from app.models.base import utcnow
+from app.states import Status
 
 #: The patients views of Mon profil (c).
 VIEWS = ("all", "recent", "unread")

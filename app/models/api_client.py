@@ -7,9 +7,9 @@ from datetime import datetime
 from sqlalchemy import CheckConstraint, ForeignKey, String
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from app.dispatch.scopes import Scope
 from app.extensions import db
 from app.models.base import UTCDateTime, utcnow
+from app.scopes import Scope
 
 
 class ApiClient(db.Model):  # type: ignore[name-defined,misc]
@@ -31,7 +31,7 @@ class ApiClient(db.Model):  # type: ignore[name-defined,misc]
 
     @property
     def scopes(self) -> frozenset[str]:
-        """What this client may do (``app/dispatch/scopes.py``); nothing unless given."""
+        """What this client may do (``app/scopes.py``); nothing unless given."""
         return frozenset(link.scope for link in self.scope_links)
 
     def holds(self, scope: Scope) -> bool:

@@ -8,11 +8,11 @@ from typing import TYPE_CHECKING
 from sqlalchemy import Boolean, CheckConstraint, ForeignKey, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship, validates
 
-from app.dispatch.policy import DoctorState
 from app.extensions import db
 from app.gln import is_valid_gln
 from app.models.base import UTCDateTime, utcnow
 from app.phone import is_e164
+from app.states import DoctorState
 
 if TYPE_CHECKING:
     from app.models.patient import Consent

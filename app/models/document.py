@@ -22,11 +22,11 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 from sqlalchemy.sql.elements import ColumnElement
 
-from app.dispatch.policy import VISIBLE_TO_DOCTOR
 from app.extensions import db
 from app.models.base import UTCDateTime, utcnow
 from app.models.doctor import Doctor
 from app.models.patient import Patient
+from app.states import VISIBLE_TO_DOCTOR
 
 
 class Document(db.Model):  # type: ignore[name-defined,misc]

@@ -24,11 +24,11 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import selectinload
 
 from app.audit import Actor, record
-from app.dispatch.policy import VISIBLE_TO_DOCTOR
 from app.extensions import db
 from app.models import Delivery, Doctor, EmailChange, Notification
 from app.models.base import ZURICH, utcnow
 from app.notify.mail import MailError, build_message, send_message
+from app.states import VISIBLE_TO_DOCTOR
 
 log = logging.getLogger(__name__)
 

@@ -20,10 +20,10 @@ from werkzeug.wrappers import Response as BaseResponse
 
 from app.auth.session import current_principal, is_locked, requires
 from app.dispatch.clients import revoke_client
-from app.dispatch.scopes import Scope
 from app.extensions import db
 from app.models import ApiClient, Notification, StaffUser
 from app.notify import outbox
+from app.scopes import Scope
 from app.staff import accounts
 
 bp = Blueprint("desk_admin", __name__, url_prefix="/staff/desk")
@@ -53,7 +53,7 @@ RESEND_REFUSALS = {
     outbox.NOTIFICATIONS_OFF: _l("Pas de renvoi : le médecin ne souhaite plus recevoir d'e-mail "
                                  "de notification."),
 }
-#: What each API client scope allows, in words (the list itself: app/dispatch/scopes.py).
+#: What each API client scope allows, in words (the list itself: app/scopes.py).
 SCOPE_LABELS = {
     Scope.DOCUMENTS_WRITE: _l("Envoyer des documents ; retirer ceux que ce client a envoyés"),
     Scope.DOCUMENTS_READ: _l("Lire l'état des documents que ce client a envoyés"),

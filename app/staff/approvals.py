@@ -35,7 +35,6 @@ from sqlalchemy.orm import joinedload
 from app.audit import record
 from app.auth.session import actor_for, target_of
 from app.auth.sms import mask_phone
-from app.dispatch.policy import DoctorState
 from app.extensions import db
 from app.models import Consent, DeskApproval, Doctor, StaffUser
 from app.models.base import utcnow
@@ -51,6 +50,7 @@ from app.staff.enrolment import (
     reset_password,
 )
 from app.staff.notices import REQUESTED, tell_doctor
+from app.states import DoctorState
 
 ENROLMENT: Final = "enrolment"
 PASSWORD_RESET: Final = "password_reset"  # noqa: S105 - a kind of request

@@ -47,7 +47,6 @@ from app.audit import record
 from app.auth import codes
 from app.auth.session import current_principal, is_locked, requires, target_of, unlock
 from app.auth.sms import SmsError, mask_phone
-from app.dispatch.policy import DoctorState
 from app.extensions import db
 from app.models import AuditEvent, DeskApproval, Doctor, OneTimeCode, StaffUser
 from app.models.base import contains_pattern
@@ -82,6 +81,7 @@ from app.staff.enrolment import (
     reactivate_doctor,
     reset_password,
 )
+from app.states import DoctorState
 from app.web.origin import from_our_pages
 
 bp = Blueprint("desk", __name__, url_prefix="/staff/desk")

@@ -26,13 +26,13 @@ from app.audit import Actor, record
 from app.auth.passwords import hash_password, temporary_password
 from app.auth.session import end_every_session, target_of
 from app.auth.sms import mask_phone
-from app.dispatch.policy import DoctorState
 from app.extensions import db
 from app.gln import is_valid_gln
 from app.models import Doctor, StaffUser
 from app.models.base import utcnow
 from app.phone import is_e164
 from app.staff.notices import CHANGED, tell_doctor
+from app.states import DoctorState
 
 #: Where a number typed without its country code is taken to be from.
 DEFAULT_REGION: Final = "CH"

@@ -31,7 +31,7 @@ from werkzeug.wrappers import Response as BaseResponse
 from app.audit import record
 from app.auth.session import current_principal, requires
 from app.dispatch import service
-from app.dispatch.policy import ConsentRequirement, DoctorState, age_on, consent_requirement
+from app.dispatch.policy import ConsentRequirement, age_on, consent_requirement
 from app.dispatch.validation import (
     BIRTH_DATE_RANGE,
     PATIENT_ID_MAX,
@@ -46,6 +46,7 @@ from app.labels import RULE_LABELS, STATUS_LABELS, type_label
 from app.models import Consent, Delivery, Doctor, Document, Patient
 from app.models.base import contains_pattern, utcnow
 from app.staff import duties
+from app.states import DoctorState
 from app.web.origin import from_our_pages
 
 bp = Blueprint("staff_patients", __name__, url_prefix="/staff/patients")

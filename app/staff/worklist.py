@@ -26,12 +26,12 @@ from werkzeug.wrappers import Response as BaseResponse
 
 from app.auth.session import current_principal, requires
 from app.dispatch import service
-from app.dispatch.policy import NEEDS_A_PERSON
 from app.extensions import db
 from app.labels import RULE_LABELS, STATUS_LABELS, type_label
 from app.models import Delivery, Doctor, Document, Patient
 from app.models.base import zurich_midnight
 from app.staff import duties
+from app.states import NEEDS_A_PERSON
 from app.web.listing import date_arg, decode_cursor, encode_cursor
 
 bp = Blueprint("worklist", __name__, url_prefix="/staff/worklist")

@@ -61,7 +61,7 @@ def _content_security_policy() -> str:
     the sign-out of a HIN session is a form whose answer redirects there, and Chromium blocks
     a form's redirect to an origin ``form-action`` does not name (the session would end here
     and never at HIN)."""
-    from app.auth.saml_settings import idp_logout_origin
+    from app.config.saml_trust import idp_logout_origin
 
     origin = idp_logout_origin(current_app.config["SAML_SETTINGS_DIR"])
     if origin is None:

@@ -37,7 +37,7 @@ FLOORS: tuple[tuple[str, ...], ...] = (
     # 7. Pages: the doctor's inbox and profile, the hospital's staff and desk, the site.
     ("app.inbox", "app.profile", "app.staff", "app.site"),
     # 8. Entry points: the factory, the command line, the jobs, the demo.
-    ("app", "app.cli", "app.jobs", "app.demo"),
+    ("app", "app.cli", "app.demo"),
 )
 
 

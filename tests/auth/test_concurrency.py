@@ -33,10 +33,10 @@ from werkzeug.test import TestResponse
 
 from app.auth import codes, totp
 from app.auth.session import LOCKOUT_FAILURES, is_locked
+from app.auth.staff_factors import totp_secret
 from app.extensions import db
 from app.models import Doctor, OneTimeCode, StaffUser
 from app.models.base import utcnow
-from app.staff.accounts import totp_secret
 from tests.auth.test_login import (
     PASSWORD,
     IsolatedClient,

@@ -14,10 +14,10 @@ from flask.testing import FlaskClient
 from sqlalchemy import update
 
 from app.audit import CLI
+from app.auth.staff_factors import issue_recovery_codes, totp_secret
 from app.extensions import db
 from app.models import StaffUser
 from app.models.base import utcnow
-from app.staff.accounts import issue_recovery_codes, totp_secret
 from tests.auth.test_login import (
     GENERIC,
     PASSWORD,

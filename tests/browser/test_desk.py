@@ -20,9 +20,10 @@ from werkzeug.serving import make_server
 
 from app.audit import CLI
 from app.auth.passwords import hash_password
+from app.auth.staff_factors import totp_secret
 from app.extensions import db
 from app.models.base import utcnow
-from app.staff.accounts import create_staff, totp_secret
+from app.staff.accounts import create_staff
 from app.staff.enrolment import enrol_sms_doctor
 from tests.browser.conftest import axe_violations
 from tests.conftest import make_app, upgrade

@@ -12,8 +12,9 @@ import pyotp
 import pytest
 
 from app.audit import CLI
+from app.auth.staff_factors import totp_secret
 from app.extensions import db
-from app.staff.accounts import create_staff, totp_secret
+from app.staff.accounts import create_staff
 from tests.browser.conftest import axe_violations
 from tests.support.portal import Portal, enrol, serve_portal, sign_in
 

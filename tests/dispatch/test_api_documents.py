@@ -208,10 +208,11 @@ def test_same_body_again_answers_the_first_answer_and_stores_nothing_more(
     dpi: CheckedApi, active_doctor: Doctor
 ) -> None:
     consent(dpi)
-    first = post(dpi)
+    # One body, built once: document_body() signs it an hour before the clock, to the second.
+    body = document_body("DPI-1")
+    first = dpi.post("/api/v1/documents", json=body)
     assert first.status_code == 201
     before = counts()
-    body = document_body("DPI-1")
     variants = [
         json.dumps(body),
         json.dumps(dict(reversed(list(body.items()))), indent=2),

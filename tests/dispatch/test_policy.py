@@ -8,21 +8,15 @@ from datetime import UTC, date, datetime, timedelta, timezone
 
 import pytest
 
+from app.config.policy import PolicyConfig
 from app.dispatch.policy import (
-    Category,
     ConsentFacts,
     ConsentGiverError,
     ConsentRequirement,
     Decision,
-    DoctorState,
     DocumentFacts,
-    Encounter,
     Facts,
-    GivenBy,
-    PolicyConfig,
     RecipientFacts,
-    Rule,
-    Status,
     age_on,
     can_deliver,
     cancellation,
@@ -31,6 +25,7 @@ from app.dispatch.policy import (
     decide,
     decide_release,
 )
+from app.states import Category, DoctorState, Encounter, GivenBy, Rule, Status
 
 ZURICH_WINTER = timezone(timedelta(hours=1))
 SIGNED_AT = datetime(2026, 11, 20, 16, 5, tzinfo=ZURICH_WINTER)

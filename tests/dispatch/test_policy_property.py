@@ -13,25 +13,21 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from app.config.policy import PolicyConfig
 from app.dispatch.policy import (
     ConsentFacts,
     ConsentGiverError,
     Decision,
-    DoctorState,
     DocumentFacts,
-    Encounter,
     Facts,
-    GivenBy,
-    PolicyConfig,
     RecipientFacts,
-    Rule,
-    Status,
     age_on,
     can_deliver,
     check_consent_giver,
     decide,
     decide_release,
 )
+from app.states import DoctorState, Encounter, GivenBy, Rule, Status
 
 # UTC, Geneva winter and summer, and offsets far from it (negative, and not a whole hour).
 OFFSETS: list[tzinfo] = [

@@ -305,7 +305,7 @@ def test_two_workers_release_each_delivery_once(
 def test_with_the_death_rule_off_held_letters_stay_held(
     app: Flask, api: Api, consented: Doctor, how: str
 ) -> None:
-    from app.dispatch.policy import PolicyConfig
+    from app.config.policy import PolicyConfig
 
     # Given a hospital that switched the CARA death rule off, and a held letter
     app.config["DISPATCH_POLICY"] = PolicyConfig(block_deceased=False)

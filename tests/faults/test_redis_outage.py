@@ -32,9 +32,9 @@ from werkzeug.test import TestResponse
 
 from app.auth.limits import limiter
 from app.auth.session import access_of
+from app.auth.staff_factors import totp_secret
 from app.extensions import db
 from app.models import AuditEvent, Delivery, Doctor, OneTimeCode, StaffUser
-from app.staff.accounts import totp_secret
 from tests.auth.test_login import (
     GENERIC,
     PASSWORD,

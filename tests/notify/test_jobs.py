@@ -23,8 +23,7 @@ from flask import Flask
 from rq import Queue
 from sqlalchemy import select, update
 
-from app.extensions import db
-from app.jobs import (
+from app.cli.jobs import (
     ROUND_KEY,
     claim_round,
     enqueue_round,
@@ -33,6 +32,7 @@ from app.jobs import (
     release_due_job,
     send_due_job,
 )
+from app.extensions import db
 from app.models import Delivery, Doctor, Notification
 from app.models.base import utcnow
 from tests.conftest import TEST_KEY, Api, consent_body, document_body, skip_or_fail
@@ -94,7 +94,7 @@ def test_two_schedulers_racing_enqueue_a_round_once(connection: redis.Redis,
     # Then one of them enqueued the round's two jobs, the other nothing
     assert sorted(won) == [False, True]
     assert sorted(job.func_name for job in queue.get_jobs()) == [
-        "app.jobs.release_due_job", "app.jobs.send_due_job"]
+        "app.cli.jobs.release_due_job", "app.cli.jobs.send_due_job"]
     # And the lock expires on its own, after its round and the next
     ttl = connection.pttl(f"{ROUND_KEY}:30:{number}")
     assert 0 < ttl <= 60_000
@@ -188,7 +188,7 @@ def test_the_jobs_run_outside_any_app_context_too(app: Flask, redis_url: str) ->
            "DATABASE_URL": app.config["SQLALCHEMY_DATABASE_URI"],
            "SECRET_KEY": "test-secret-key-that-is-long-enough-0123456789",
            "DOCUMENT_KEYS": f"test1:{TEST_KEY}", "MAIL_BACKEND": "console"}
-    code = ("from app.jobs import release_due_job, send_due_job;"
+    code = ("from app.cli.jobs import release_due_job, send_due_job;"
             "print(release_due_job()); print(send_due_job())")
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True,
                           text=True, timeout=120, check=False)

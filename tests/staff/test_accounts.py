@@ -16,19 +16,16 @@ from sqlalchemy.exc import IntegrityError
 
 from app.audit import CLI, Actor, verify
 from app.auth.passwords import verify_password
-from app.crypto import ContentIntegrityError
-from app.extensions import db
-from app.models import AuditEvent, Doctor, RecoveryCode, StaffUser
-from app.staff.accounts import (
-    StaffError,
-    create_staff,
-    deactivate_staff,
+from app.auth.staff_factors import (
     issue_recovery_codes,
-    reset_totp,
     totp_secret,
     use_recovery_code,
     verify_staff_totp,
 )
+from app.crypto import ContentIntegrityError
+from app.extensions import db
+from app.models import AuditEvent, Doctor, RecoveryCode, StaffUser
+from app.staff.accounts import StaffError, create_staff, deactivate_staff, reset_totp
 
 NOW = datetime(2026, 11, 22, 8, 0, 15, tzinfo=UTC)
 STEP = timedelta(seconds=30)

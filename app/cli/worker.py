@@ -28,7 +28,7 @@ def notifications_send_due() -> None:
 
 def run_once() -> tuple[str, str]:
     """One round of the worker: release what is due, then send what is due."""
-    from app.jobs import release_round, send_round
+    from app.cli.jobs import release_round, send_round
 
     return release_round(), send_round()
 
@@ -79,7 +79,7 @@ def _loop(interval: int, once: bool) -> None:
 
 def _rq_worker(interval: int, once: bool) -> None:
     """An RQ worker (main thread: RQ's SIGTERM handling) and the round scheduler (a thread)."""
-    from app.jobs import (
+    from app.cli.jobs import (
         JOBS,
         QUEUE,
         RoundScheduler,

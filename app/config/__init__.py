@@ -18,7 +18,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from app.dispatch.policy import PolicyConfig
+from app.config.policy import PolicyConfig
 
 ENVIRONMENTS = ("development", "testing", "production")
 
@@ -233,7 +233,7 @@ def _refuse_development_saml(get: Any, instance_path: str, settings_dir: str) ->
     certificate (``hin dev-settings`` writes them) would accept a response signed with it for
     any GLN. The settings are read here, at start, whole: weaker than required is refused too.
     """
-    from app.auth.saml_settings import SettingsError, check_production_trust
+    from app.config.saml_trust import SettingsError, check_production_trust
 
     dev_idp_dir = Path(str(get("SAML_DEV_IDP_DIR") or Path(instance_path) / "dev-idp"))
     try:
