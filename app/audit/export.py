@@ -27,6 +27,7 @@ from sqlalchemy import ColumnElement, Select, func, select
 from app.extensions import db
 from app.models.audit import AuditEvent, AuditHead
 from app.models.base import ZURICH
+from app.text import has_control
 from app.web.listing import BIGINT_ID_MAX, row_id
 
 PAGE_SIZE = 50
@@ -47,7 +48,6 @@ INVALID_TIME = "invalid_time"
 TIME_ORDER = "time_order"
 INVALID_CURSOR = "invalid_cursor"
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 _DATETIME = re.compile(r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2})?")
 
@@ -129,7 +129,7 @@ def parse_filters(args: Mapping[str, str]) -> tuple[AuditFilters, dict[str, str]
     for name, value in raw.items():
         if len(value) > MAX_LENGTHS[name]:
             errors[name] = TOO_LONG
-        elif _CONTROL.search(value):
+        elif has_control(value):
             errors[name] = INVALID_TEXT
     bounds: dict[str, datetime | None] = {"from": None, "to": None}
     for name in ("from", "to"):

@@ -81,12 +81,14 @@ from app.auth.session import (
     target_of,
 )
 from app.config.saml_trust import SettingsError, load_sp_settings
+from app.email_address import is_email_address
 from app.extensions import csrf, db
 from app.gln import is_valid_gln
 from app.models import Doctor, HinIdentity
 from app.models.auth import SamlAssertion, SamlRequest
 from app.models.base import utcnow
 from app.states import DoctorState
+from app.text import has_control
 
 bp = Blueprint("hin", __name__, url_prefix="/auth/hin")
 
@@ -102,8 +104,6 @@ _COOKIE_VALUE = re.compile(r"[A-Za-z0-9_-]{43}")
 #: Who acts before the response is verified: nobody known yet.
 UNVERIFIED = Actor("anonymous", "hin")
 
-_EMAIL = re.compile(r"[^@\s]{1,64}@[^@\s]+\.[^@\s]+")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 NOT_CONFIGURED = _l("La connexion par HIN n'est pas configurée sur ce serveur.")
 MSG_NO_GLN = _l(
@@ -399,7 +399,7 @@ def _attribute(attributes: dict[str, list[str]], config_name: str, limit: int = 
     if len(values) != 1 or not isinstance(values[0], str):
         return ""
     value = values[0].strip()
-    if len(value) > limit or _CONTROL.search(value):
+    if len(value) > limit or has_control(value):
         return ""
     return value
 
@@ -454,7 +454,7 @@ def _activate_or_create(doctor: Doctor | None, gln: str,
     family = _attribute(attributes, "SAML_ATTR_FAMILY_NAME")
     given = _attribute(attributes, "SAML_ATTR_GIVEN_NAME")
     email = _attribute(attributes, "SAML_ATTR_EMAIL", 320)
-    if not _EMAIL.fullmatch(email):
+    if not is_email_address(email):
         email = ""
     now = utcnow()
     if doctor is None:

@@ -9,7 +9,6 @@ before anything of the request is read.
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Callable
 from datetime import timedelta
 from functools import wraps
@@ -53,13 +52,13 @@ from app.extensions import db
 from app.models import ApiClient, AuditEvent
 from app.models.base import utcnow
 from app.scopes import Scope
+from app.text import without_control
 from app.web.problems import problem_response
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
 P = ParamSpec("P")
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 LAST_USED_PRECISION = timedelta(minutes=1)
 
@@ -135,7 +134,7 @@ def _rejected(status: int, detail: str | None, errors: list[dict[str, str]] | No
             "method": request.method,
             "endpoint": request.endpoint or "",
             # Field names may come from the client (unknown fields): bounded in the trail.
-            "fields": [_CONTROL.sub("?", e["field"][:100]) for e in (errors or [])[:50]],
+            "fields": [without_control(e["field"][:100]) for e in (errors or [])[:50]],
         },
     )
     db.session.commit()

@@ -7,14 +7,13 @@ with :func:`find_doctors`, so staff see exactly the doctors the DPI sees.
 
 from __future__ import annotations
 
-import re
-
 from sqlalchemy import or_, select
 from sqlalchemy.orm import selectinload
 
 from app.extensions import db
 from app.models import Doctor, DoctorSpecialty
 from app.models.base import contains_pattern
+from app.text import has_control
 
 #: Longest search text (name, GLN or locality), specialty code and locality.
 MAX_QUERY = 100
@@ -23,7 +22,6 @@ MAX_LOCALITY = 100
 #: Results given when the caller names no limit.
 DEFAULT_LIMIT = 50
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def search_errors(*fields: tuple[str, str, int]) -> list[dict[str, str]]:
@@ -33,7 +31,7 @@ def search_errors(*fields: tuple[str, str, int]) -> list[dict[str, str]]:
         if len(value) > size
         else {"field": name, "message": "must not contain control characters"}
         for name, value, size in fields
-        if len(value) > size or _CONTROL.search(value)
+        if len(value) > size or has_control(value)
     ]
 
 

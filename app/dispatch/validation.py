@@ -25,12 +25,11 @@ from app.models.base import (
     storable_moment,
 )
 from app.states import Category, Encounter, GivenBy
+from app.text import has_control
 
 T = TypeVar("T")
 
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]*")
-# C0 control characters other than tab and newline (and DEL) are refused in text.
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 _DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 _DATETIME = re.compile(
     r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]{1,6})?)?(Z|[+-][0-9]{2}:[0-9]{2})"
@@ -131,7 +130,7 @@ class _Reader:
         if len(value) > max_len:
             self.fail(field, f"must be at most {max_len} characters")
             return None
-        if _CONTROL.search(value):
+        if has_control(value, lines=True):
             self.fail(field, "must not contain control characters")
             return None
         if pattern is not None and not pattern.fullmatch(value):
@@ -434,7 +433,7 @@ def is_valid_id(value: object, longest: int = DOCUMENT_ID_MAX) -> bool:
 def check_path_id(value: str, field: str) -> None:
     """A document or patient identifier from the path, as strict as in a body."""
     longest = PATIENT_ID_MAX if field == "patient_id" else DOCUMENT_ID_MAX
-    if len(value) > longest or not _ID.fullmatch(value) or _CONTROL.search(value):
+    if len(value) > longest or not _ID.fullmatch(value) or has_control(value, lines=True):
         raise ValidationFailed([{"field": field, "message": "is not a valid identifier"}])
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -11,6 +10,7 @@ from flask_babel import lazy_gettext as _l
 from werkzeug.wrappers import Response as BaseResponse
 
 from app.auth.session import current_principal, requires
+from app.email_address import is_email_address
 from app.extensions import db
 from app.models import Doctor
 from app.profile.email import (
@@ -30,7 +30,6 @@ from app.profile.preferences import (
 
 bp = Blueprint("profile", __name__)
 
-_EMAIL = re.compile(r"[^@\s]{1,64}@[^@\s]+\.[^@\s]+")
 
 
 def _render(doctor: Doctor, values: Mapping[str, Any], errors: Mapping[str, str],
@@ -51,7 +50,7 @@ def profile() -> tuple[str, int] | BaseResponse:
     form = request.form.to_dict(flat=False)
     values, errors = validate(form)
     email = request.form.get("email", "").strip()
-    if email and (len(email) > 320 or not _EMAIL.fullmatch(email)):
+    if email and not is_email_address(email):
         errors["email"] = str(_l("Indiquez une adresse e-mail valable."))
     if errors:
         return _render(doctor, {**current_values(doctor), **values}, errors, email, 422)

@@ -26,6 +26,7 @@ from app.audit import Actor, record
 from app.auth.passwords import hash_password, temporary_password
 from app.auth.session import end_every_session, target_of
 from app.auth.sms import mask_phone
+from app.email_address import is_email_address
 from app.extensions import db
 from app.gln import is_valid_gln
 from app.models import Doctor, StaffUser
@@ -33,6 +34,7 @@ from app.models.base import utcnow
 from app.phone import is_e164
 from app.staff.notices import CHANGED, tell_doctor
 from app.states import DoctorState
+from app.text import has_control
 
 #: Where a number typed without its country code is taken to be from.
 DEFAULT_REGION: Final = "CH"
@@ -40,8 +42,6 @@ DEFAULT_REGION: Final = "CH"
 #: The identity documents the desk accepts, checked in person (never scanned nor stored whole).
 ID_DOCUMENTS: Final = ("passport", "identity_card", "residence_permit", "swiss_driving_licence")
 
-_EMAIL = re.compile(r"[^@\s]{1,64}@[^@\s]+\.[^@\s]+")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 #: What a person types for a phone number: digits, "+", spaces and the usual separators.
 _PHONE_TEXT = re.compile(r"[0-9+()./\- ]{4,32}")
 _ID_LAST4 = re.compile(r"[A-Z0-9]{4}")
@@ -119,14 +119,14 @@ def check_name(value: str) -> str:
     name = value.strip()
     if not name:
         raise EnrolmentError(NAMES_REQUIRED)
-    if len(name) > 200 or _CONTROL.search(name):
+    if len(name) > 200 or has_control(name):
         raise EnrolmentError(NAMES_INVALID)
     return name
 
 
 def check_email(value: str) -> str:
     email = value.strip()
-    if len(email) > 320 or _CONTROL.search(email) or not _EMAIL.fullmatch(email):
+    if not is_email_address(email):
         raise EnrolmentError(INVALID_EMAIL)
     return email
 

@@ -47,6 +47,7 @@ from app.models import Consent, Delivery, Doctor, Document, Patient
 from app.models.base import contains_pattern, utcnow
 from app.staff import duties
 from app.states import DoctorState
+from app.text import has_control
 from app.web.origin import from_our_pages
 
 bp = Blueprint("staff_patients", __name__, url_prefix="/staff/patients")
@@ -61,7 +62,6 @@ DELIVERIES_MAX = 1000
 #: Form values kept for showing them again (longer ones are refused anyway).
 KEPT = 1000
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 
 CONSENT_FIELDS = ("gln", "electronic_sending", "given_by", "representative_name",
@@ -169,7 +169,7 @@ def search_patients(q: str, birth_raw: str, dpi_id: str) -> PatientSearch:
     """By exact DPI id, or by every word of ``q`` in the family or given name (any case) and
     the exact birth date when given."""
     found = PatientSearch(q=q, birth_date=birth_raw, dpi_id=dpi_id)
-    if len(q) > MAX_QUERY or _CONTROL.search(q):
+    if len(q) > MAX_QUERY or has_control(q):
         found.errors["q"] = str(MESSAGES["query"])
     birth: date | None = None
     if birth_raw:
