@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, timedelta
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 from flask import abort
 from sqlalchemy import ColumnElement, Select, and_, func, or_, select
@@ -56,7 +56,7 @@ def _retracted_for(doctor: Doctor) -> ColumnElement[bool]:
 
 def shown_to(doctor: Doctor, *, retracted: bool = False) -> ColumnElement[bool]:
     """The deliveries of this doctor's lists: the visible ones, and the withdrawn ones if asked."""
-    visible = Delivery.visible_to(doctor.id)
+    visible = cast(ColumnElement[bool], Delivery.visible_to(doctor.id))
     return or_(visible, _retracted_for(doctor)) if retracted else visible
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import calendar
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import ColumnElement, and_, case, func, or_, select
 
@@ -74,7 +74,7 @@ def months_before(moment: datetime, months: int) -> datetime:
 
 
 def _visible(doctor: Doctor) -> ColumnElement[bool]:
-    return Delivery.visible_to(doctor.id)
+    return cast(ColumnElement[bool], Delivery.visible_to(doctor.id))
 
 
 def _any_active() -> ColumnElement[Any]:

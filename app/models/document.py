@@ -19,6 +19,7 @@ from sqlalchemy import (
     UniqueConstraint,
     and_,
 )
+from sqlalchemy.ext.hybrid import hybrid_method
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -138,9 +139,16 @@ class Delivery(db.Model):  # type: ignore[name-defined,misc]
     document: Mapped[Document] = relationship(back_populates="deliveries")
     doctor: Mapped[Doctor | None] = relationship()
 
+    @hybrid_method
+    def visible_to(self, doctor_id: int | None) -> bool:
+        """THE delivery a doctor sees (lists, counts, notifications): hers, delivered or read
+        (VISIBLE_TO_DOCTOR), and not reported "pas mon patient", which leaves her lists. In
+        Python on a loaded delivery, and in SQL (``Delivery.visible_to(id)`` in a ``where``)."""
+        return (doctor_id is not None and self.doctor_id == doctor_id
+                and self.status in VISIBLE_TO_DOCTOR and self.reported_not_my_patient_at is None)
+
+    @visible_to.inplace.expression  # type: ignore[attr-defined,untyped-decorator]
     @classmethod
-    def visible_to(cls, doctor_id: int) -> ColumnElement[bool]:
-        """SQL: the deliveries this doctor sees (VISIBLE_TO_DOCTOR), minus those reported
-        "pas mon patient", which leave the doctor's lists."""
+    def _visible_to_expression(cls, doctor_id: int | None) -> ColumnElement[bool]:
         return and_(cls.doctor_id == doctor_id, cls.status.in_(VISIBLE_TO_DOCTOR),
                     cls.reported_not_my_patient_at.is_(None))

@@ -28,7 +28,6 @@ from app.extensions import db
 from app.models import Delivery, Doctor, EmailChange, Notification
 from app.models.base import ZURICH, utcnow
 from app.notify.mail import MailError, build_message, send_message
-from app.states import VISIBLE_TO_DOCTOR
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +64,7 @@ def note_arrivals(deliveries: Iterable[Delivery], now: datetime | None = None) -
     now = now or utcnow()
     per_doctor: dict[int, int] = {}
     for delivery in deliveries:
-        if delivery.doctor_id is not None and delivery.status in VISIBLE_TO_DOCTOR:
+        if delivery.doctor_id is not None and delivery.visible_to(delivery.doctor_id):
             per_doctor[delivery.doctor_id] = per_doctor.get(delivery.doctor_id, 0) + 1
     if not per_doctor:
         return 0
