@@ -29,11 +29,11 @@ from app.inbox.document_queries import (
     unread_count,
     zip_deliveries,
 )
+from app.inbox.forms import BackToList, DocumentFilters, NotMyPatient, ZipSelection
 from app.labels import type_label
 from app.models import Delivery, Doctor
 from app.models.base import ZURICH, utcnow
 from app.states import Status
-from app.web.listing import BIGINT_ID_MAX, date_arg, row_id
 from app.web.origin import from_our_pages
 from app.web.paths import local_path
 
@@ -48,21 +48,21 @@ def _unread_badge() -> dict[str, Any]:
     return {"unread_documents": unread_count(principal.doctor)}
 
 
-def parse_filters(doctor: Doctor) -> Filters:
-    view = request.args.get("view", doctor.documents_view)
-    if view not in ("all", "unread"):
+def parse_filters(doctor: Doctor) -> tuple[DocumentFilters, Filters]:
+    """The filter bar as sent (drawn from the doctor's own letters), and the filters it names;
+    400 when one does not parse."""
+    form = DocumentFilters(view=doctor.documents_view)
+    form.offer(filter_choices(doctor))
+    if not form.validate():
         abort(400)
-    raw_patient = request.args.get("patient", "").strip()
-    if raw_patient and row_id(raw_patient) is None:
-        abort(400)
-    return Filters(
-        view=view,
-        date_from=date_arg("from"),
-        date_to=date_arg("to"),
-        type=request.args.get("type", "").strip()[:64],
-        service=request.args.get("service", "").strip()[:64],
-        patient=int(raw_patient) if raw_patient else None,
-        q=request.args.get("q", "").strip()[:200],
+    return form, Filters(
+        view=form.view.data,
+        date_from=form.date_from.data,
+        date_to=form.date_to.data,
+        type=form.type.data or "",
+        service=form.service.data or "",
+        patient=form.patient.data,
+        q=form.q.data or "",
     )
 
 
@@ -70,13 +70,15 @@ def parse_filters(doctor: Doctor) -> Filters:
 @requires("doctor")
 def index() -> str:
     doctor = current_principal().doctor
-    filters = parse_filters(doctor)
+    form, filters = parse_filters(doctor)
     page = list_page(doctor, filters, request.args.get("after") or None)
     return render_template(
         "inbox/documents/list.html",
         page=page,
         filters=filters,
-        choices=filter_choices(doctor),
+        form=form,
+        back=BackToList(next=request.full_path),
+        zip_form=ZipSelection(),
         type_label=type_label,
         first_page=bool(request.args.get("after")),
         zip_limit=ZIP_LIMIT,
@@ -131,7 +133,7 @@ def content(delivery_id: int) -> BaseResponse:
 
 def _back_to_list() -> BaseResponse:
     """Back to the list as it was (filters, page); never anywhere else."""
-    target = local_path(request.form.get("next"))
+    target = local_path(BackToList().next.data)
     return redirect(target if target.startswith("/documents") else "/documents", code=303)
 
 
@@ -160,7 +162,8 @@ def mark_as_unread(delivery_id: int) -> BaseResponse:
 def confirm_not_my_patient(delivery_id: int) -> str:
     delivery = load_delivery(current_principal().doctor, delivery_id)
     return render_template("inbox/documents/not_my_patient.html", delivery=delivery,
-                           document=delivery.document, patient=delivery.document.patient)
+                           document=delivery.document, patient=delivery.document.patient,
+                           form=NotMyPatient())
 
 
 @bp.post("/documents/<bigint:delivery_id>/not-my-patient")
@@ -178,10 +181,9 @@ def not_my_patient(delivery_id: int) -> BaseResponse:
 @requires("doctor")
 def download_zip() -> Response:
     principal = current_principal()
-    raw_ids = request.form.getlist("ids")
-    if not raw_ids or any(row_id(raw, BIGINT_ID_MAX) is None for raw in raw_ids):
+    ids = ZipSelection().chosen()
+    if ids is None:
         abort(400)
-    ids = sorted({int(raw) for raw in raw_ids})
     if len(ids) > ZIP_LIMIT:
         abort(413)
     deliveries = zip_deliveries(principal.doctor, ids)

@@ -5,7 +5,8 @@ from __future__ import annotations
 from flask import Blueprint, abort, render_template, request
 
 from app.auth.session import current_principal, requires
-from app.inbox.patient_queries import SEARCH_MAX, VIEWS, documents_of, list_patients, patient_of
+from app.inbox.forms import PatientFilters
+from app.inbox.patient_queries import VIEWS, documents_of, list_patients, patient_of
 from app.labels import type_label
 from app.web.listing import row_id
 
@@ -16,10 +17,12 @@ bp = Blueprint("patients", __name__)
 @requires("doctor")
 def index() -> str:
     doctor = current_principal().doctor
-    view = request.args.get("view", "")
+    form = PatientFilters()
+    form.validate()  # nothing refused: an unknown view falls back, a long search is cut
+    view = form.view.data
     if view not in VIEWS:
         view = doctor.patients_view if doctor.patients_view in VIEWS else "all"
-    search = request.args.get("q", "").strip()[:SEARCH_MAX]
+    search = form.q.data or ""
     after = row_id(request.args.get("after"))
     page = list_patients(doctor, view=view, search=search, after=after)
     return render_template(
@@ -28,6 +31,7 @@ def index() -> str:
         view=view,
         views=VIEWS,
         search=search,
+        form=form,
         after=after,
         recent_months=doctor.patients_recent_months,
     )
