@@ -1,6 +1,7 @@
-"""Mon profil's preferences, declared once: ``PREFERENCES`` draws the form, checks what is
-posted and saves what passes. Each one's default is the Doctor column's (app/models/doctor.py),
-so a new account and the form agree; the landing page (``landing_path``) is one of them.
+"""Mon profil's preferences, declared once: ``PREFERENCES`` draws the form
+(``app/profile/forms.py``), checks what is posted (each one's ``parse``) and saves what passes.
+Each one's default is the Doctor column's (app/models/doctor.py), so a new account and the form
+agree; the landing page (``landing_path``) is one of them.
 """
 
 from __future__ import annotations
@@ -110,18 +111,6 @@ def landing_path(doctor: Doctor) -> str:
 
 def current_values(doctor: Doctor) -> dict[str, Any]:
     return {p.name: getattr(doctor, p.name) for p in PREFERENCES}
-
-
-def validate(form: Mapping[str, list[str]]) -> tuple[dict[str, Any], dict[str, str]]:
-    """(values, errors) for the posted form: every preference or an error for it."""
-    values: dict[str, Any] = {}
-    errors: dict[str, str] = {}
-    for preference in PREFERENCES:
-        try:
-            values[preference.name] = preference.parse(form)
-        except ValueError as error:
-            errors[preference.name] = str(error.args[0])
-    return values, errors
 
 
 def update_preferences(doctor: Doctor, values: Mapping[str, Any], actor: Actor) -> list[str]:

@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
-
 from flask import Blueprint, abort, flash, redirect, render_template, request, session, url_for
 from flask_babel import lazy_gettext as _l
 from werkzeug.wrappers import Response as BaseResponse
 
 from app.auth.session import current_principal, requires
-from app.email_address import is_email_address
 from app.extensions import db
 from app.models import Doctor
 from app.profile.email import (
@@ -20,24 +16,17 @@ from app.profile.email import (
     request_email_change,
     send_now,
 )
-from app.profile.preferences import (
-    PREFERENCES,
-    SECTIONS,
-    current_values,
-    update_preferences,
-    validate,
-)
+from app.profile.forms import ProfileBase, ProfileForm
+from app.profile.preferences import PREFERENCES, SECTIONS, current_values, update_preferences
 
 bp = Blueprint("profile", __name__)
 
 
 
-def _render(doctor: Doctor, values: Mapping[str, Any], errors: Mapping[str, str],
-            email: str, status: int = 200) -> tuple[str, int]:
-    pending = pending_change(doctor)
+def _render(doctor: Doctor, form: ProfileBase, status: int = 200) -> tuple[str, int]:
     return render_template(
-        "profile/profile.html", doctor=doctor, preferences=PREFERENCES, sections=SECTIONS,
-        values=values, errors=errors, email=email, pending=pending,
+        "profile/profile.html", doctor=doctor, form=form, preferences=PREFERENCES,
+        sections=SECTIONS, pending=pending_change(doctor),
     ), status
 
 
@@ -46,16 +35,14 @@ def _render(doctor: Doctor, values: Mapping[str, Any], errors: Mapping[str, str]
 def profile() -> tuple[str, int] | BaseResponse:
     doctor = current_principal().doctor
     if request.method == "GET":
-        return _render(doctor, current_values(doctor), {}, doctor.email or "")
-    form = request.form.to_dict(flat=False)
-    values, errors = validate(form)
-    email = request.form.get("email", "").strip()
-    if email and not is_email_address(email):
-        errors["email"] = str(_l("Indiquez une adresse e-mail valable."))
-    if errors:
-        return _render(doctor, {**current_values(doctor), **values}, errors, email, 422)
+        return _render(doctor, ProfileForm(data={**current_values(doctor),
+                                                 "email": doctor.email or ""}))
+    form = ProfileForm()
+    if not form.validate():
+        return _render(doctor, form, 422)
     actor = current_principal().actor
-    changed = update_preferences(doctor, values, actor)
+    changed = update_preferences(doctor, form.parsed, actor)
+    email = form.email.data or ""
     row_id = None
     if email and email != (doctor.email or ""):
         row_id = request_email_change(doctor, email, actor)

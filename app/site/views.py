@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from flask import (
     Blueprint,
     Response,
@@ -10,7 +12,6 @@ from flask import (
     jsonify,
     redirect,
     render_template,
-    request,
     session,
 )
 from redis import Redis
@@ -21,9 +22,16 @@ from app.audit import record
 from app.auth.session import public, signed_in, target_of
 from app.extensions import db
 from app.profile.preferences import landing_path
+from app.site.forms import LanguageForm, language_form
 from app.web.paths import local_path
 
 bp = Blueprint("web", __name__)
+
+
+@bp.app_context_processor
+def _header_forms() -> dict[str, Any]:
+    # A function, not a form: emails are drawn outside any request, and only base.html asks.
+    return {"language_form": language_form}
 
 
 @bp.get("/")
@@ -39,7 +47,8 @@ def index() -> str | BaseResponse:
 @bp.post("/lang")
 @public
 def set_language() -> BaseResponse:
-    lang = request.form.get("lang", "")
+    form = LanguageForm()
+    lang = form.lang.data or ""
     if lang in current_app.config["LANGUAGES"]:
         session["lang"] = lang
         principal = signed_in()
@@ -50,7 +59,7 @@ def set_language() -> BaseResponse:
             record(principal.actor, "profile.updated", target=target_of(principal.doctor),
                    details={"fields": ["language"]})
             db.session.commit()
-    return redirect(local_path(request.form.get("next")), code=303)
+    return redirect(local_path(form.next.data), code=303)
 
 
 @bp.get("/healthz")

@@ -21,8 +21,8 @@ from flask import request
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from werkzeug.datastructures import MultiDict
-from wtforms import Field, SelectField
-from wtforms.widgets import DateInput
+from wtforms import Field, SelectField, SelectMultipleField
+from wtforms.widgets import CheckboxInput, DateInput, ListWidget
 
 from app.web.listing import EARLIEST_DAY, LATEST_DAY, row_id
 
@@ -108,3 +108,10 @@ class RowIdField(SelectField):  # type: ignore[misc]
         self.data = _id_or_none(raw)
         if raw and self.data is None:
             raise ValueError(_l("Choisissez dans la liste."))
+
+
+class MultiCheckboxField(SelectMultipleField):  # type: ignore[misc]
+    """Several choices as checkboxes (the macros draw it as a fieldset, like radios)."""
+
+    widget = ListWidget(prefix_label=False)
+    option_widget = CheckboxInput()
