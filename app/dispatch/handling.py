@@ -130,8 +130,7 @@ def redirect_candidates(delivery: Delivery) -> list[Doctor]:
         .where(
             Consent.patient_id == document.patient_id,
             Consent.designation == TREATING_DOCTOR,
-            Consent.electronic_sending.is_(True),
-            Consent.revoked_at.is_(None),
+            Consent.active,
             Doctor.gln != delivery.recipient_gln,
         )
         .order_by(Doctor.family_name, Doctor.given_name, Doctor.gln)

@@ -83,8 +83,7 @@ def _consented_glns(patient: Patient) -> list[str]:
             .where(
                 Consent.patient_id == patient.id,
                 Consent.designation == TREATING_DOCTOR,
-                Consent.electronic_sending.is_(True),
-                Consent.revoked_at.is_(None),
+                Consent.active,
             )
             .order_by(Doctor.gln)
         )
