@@ -17,7 +17,10 @@ from sqlalchemy import select
 from app.audit import Actor, record
 from app.auth.passwords import hash_password
 from app.auth.staff_factors import totp_secret
-from app.dispatch import service
+from app.dispatch.consent import record_consent, revoke_consent
+from app.dispatch.documents import document_by_dpi_id, mark_first_read
+from app.dispatch.ingest import ingest
+from app.dispatch.retraction import retract
 from app.dispatch.validation import ConsentIn, parse_consent, parse_document
 from app.extensions import db
 from app.models import ApiClient, Doctor, Document, StaffUser
@@ -120,7 +123,7 @@ def _consent(patient_id: str, gln: str, **extra: Any) -> None:
     }
     body.update(extra)
     data: ConsentIn = parse_consent(body)
-    service.record_consent(patient_id, gln, data, DEMO)
+    record_consent(patient_id, gln, data, DEMO)
 
 
 def _document(document_id: str, patient_id: str, title: str, recipients: list[str],
@@ -148,7 +151,7 @@ def _document(document_id: str, patient_id: str, title: str, recipients: list[st
         "content": base64.b64encode(pdf).decode(),
     }
     body.update(extra)
-    service.ingest(parse_document(body, 20 * 1024 * 1024), DEMO)
+    ingest(parse_document(body, 20 * 1024 * 1024), DEMO)
 
 
 #: Demo hospital accounts: a desk (enrols doctors) and a staff member.
@@ -218,13 +221,13 @@ def load_demo() -> list[str]:
     if db.session.scalar(select(Document).where(Document.document_id == "DEMO-0020")) is None:
         _consent("P-0043", favre)
         _document("DEMO-0020", "P-0043", "Bilan sensible annulé", [favre], now, sensitive=True)
-        service.revoke_consent("P-0043", favre, DEMO)
+        revoke_consent("P-0043", favre, DEMO)
     # Retracted: sent in error, withdrawn by the hospital.
     if db.session.scalar(select(Document).where(Document.document_id == "DEMO-0021")) is None:
         _document("DEMO-0021", "P-0042", "Lettre envoyée par erreur", [muller], base)
-        service.retract(service.document_by_dpi_id("DEMO-0021"), "Mauvais patient", DEMO)
+        retract(document_by_dpi_id("DEMO-0021"), "Mauvais patient", DEMO)
     # Read: the doctor opened it.
-    service.mark_first_read(service.document_by_dpi_id("DEMO-0001"), muller, DEMO)
+    mark_first_read(document_by_dpi_id("DEMO-0001"), muller, DEMO)
 
     staff_lines = [_staff_account(login, role) for login, role in STAFF]
 

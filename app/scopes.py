@@ -3,7 +3,7 @@
 A client holds a set of scopes, given when it is created (``api-client create NAME --scope
 ...``). Each call of the API names the scopes that allow it (``api_call`` in
 ``app/dispatch/api.py``); which documents a client reaches is the ownership rule of
-``app/dispatch/service.py`` (``reaches``). Adding a scope here needs a migration: the database
+``app/dispatch/documents.py`` (``reaches``). Adding a scope here needs a migration: the database
 refuses names it does not know (``ck_api_client_scopes_scope``).
 """
 

@@ -3,7 +3,7 @@
 ``python -m bench.seed [10k 100k 1m] [--rebuild]``: each size is its own PostgreSQL database
 (``relais_bench_<size>``), built only when missing (or asked), after the real migrations.
 
-What a database holds, as the API would have left it (``app/dispatch/service.py``, ingest):
+What a database holds, as the API would have left it (``app/dispatch/ingest.py``):
 
 * 5,000 doctors (active, valid GLNs, a tenth notified at each arrival) and 200,000 patients;
 * one treating-doctor consent per patient (a tenth name a second doctor); patients are spread
@@ -278,7 +278,7 @@ class _Writer:
 
     def document(self, n: int, lines: _Lines) -> None:
         from app.crypto import associated_data
-        from app.dispatch.service import iso
+        from app.dispatch.facts import iso
 
         rng = self.rng
         received = self.start + self.step * n

@@ -23,7 +23,9 @@ from sqlalchemy.engine import make_url
 from app.audit import CLI, SYSTEM
 from app.audit.trail import check_chain
 from app.crypto import ContentIntegrityError
-from app.dispatch import service
+from app.dispatch.documents import read_content
+from app.dispatch.facts import NotFound
+from app.dispatch.release import release_due
 from app.extensions import db
 from app.models import Doctor, Document
 from app.models.base import utcnow
@@ -129,7 +131,7 @@ def fill(app: Flask) -> dict[str, bytes]:
         assert api.post("/api/v1/documents/DPI-B-RETRACTED/retract",
                         json={"reason": "Erreur"}).status_code == 200
         # The held letter's time comes (one more day): the worker releases it
-        delivered, _ = service.release_due(SYSTEM, now=now + timedelta(days=2))
+        delivered, _ = release_due(SYSTEM, now=now + timedelta(days=2))
         db.session.commit()
         assert delivered == 1
         result = app.test_cli_runner().invoke(args=["documents", "purge-expired"])
@@ -157,7 +159,7 @@ def dump_and_restore(source_url: str, restored_url: str, folder: Path) -> None:
 def read(document_id: str) -> bytes:
     document = db.session.scalar(select(Document).where(Document.document_id == document_id))
     assert document is not None
-    return service.read_content(document)
+    return read_content(document)
 
 
 def test_a_restored_dump_keeps_the_chain_and_the_letters(
@@ -191,7 +193,7 @@ def test_a_restored_dump_keeps_the_chain_and_the_letters(
             statuses = dict(db.session.execute(
                 select(Document.document_id, Document.purged_at)).tuples().all())
             assert statuses["DPI-B-OLD"] is not None and statuses["DPI-B-DELIVERED"] is None
-            with pytest.raises(service.NotFound):
+            with pytest.raises(NotFound):
                 read("DPI-B-OLD")  # purged before the dump: not in it either
             db.session.remove()
     finally:

@@ -130,7 +130,7 @@ def _stored(document_id: str) -> tuple[Document, DocumentContent]:
 
 
 def test_content_is_encrypted_at_rest(app: Flask, api: Api, db_dialect: str) -> None:
-    from app.dispatch.service import read_content
+    from app.dispatch.documents import read_content
 
     _post_secret(api)
     db.session.commit()
@@ -180,7 +180,7 @@ def test_content_is_encrypted_at_rest(app: Flask, api: Api, db_dialect: str) -> 
 
 
 def test_swapped_ciphertexts_are_not_served(app: Flask, api: Api) -> None:
-    from app.dispatch.service import read_content
+    from app.dispatch.documents import read_content
 
     _post_secret(api, "DPI-2026-CRYPTO-1")
     _post_secret(api, "DPI-2026-CRYPTO-2")
@@ -198,7 +198,7 @@ def test_swapped_ciphertexts_are_not_served(app: Flask, api: Api) -> None:
 
 
 def test_content_read_by_an_app_with_another_key_fails(app: Flask, api: Api) -> None:
-    from app.dispatch.service import read_content
+    from app.dispatch.documents import read_content
 
     _post_secret(api)
     with (
@@ -215,7 +215,7 @@ def test_content_read_by_an_app_with_another_key_fails(app: Flask, api: Api) -> 
 
 def test_rotate_keys(app: Flask, api: Api) -> None:
     from app.audit import verify
-    from app.dispatch.service import read_content
+    from app.dispatch.documents import read_content
 
     ids = [f"DPI-2026-ROT-{n}" for n in range(3)]
     for document_id in ids:
@@ -267,7 +267,7 @@ def test_rotate_keys(app: Flask, api: Api) -> None:
 
 
 def test_rotation_skips_and_reports_a_corrupt_document(app: Flask, api: Api) -> None:
-    from app.dispatch.service import read_content
+    from app.dispatch.documents import read_content
 
     # Given three documents, the middle one's ciphertext damaged on disk
     ids = [f"DPI-2026-ROTX-{n}" for n in range(3)]

@@ -158,7 +158,7 @@ documents = AppGroup("documents", help="Documents at rest.")
 @documents.command("rotate-keys")
 def documents_rotate_keys() -> None:
     """Re-encrypt every document under the first key of DOCUMENT_KEYS (a commit per batch)."""
-    from app.dispatch.service import rotate_key_batch
+    from app.dispatch.keys import rotate_key_batch
 
     changed, cursor = 0, 0
     failed: list[str] = []
@@ -216,7 +216,7 @@ dispatch = AppGroup("dispatch", help="The dispatch engine.")
 def dispatch_release_due() -> None:
     """Release held documents whose time has come (re-checking consent, death, recipient)."""
     from app.audit.trail import SYSTEM
-    from app.dispatch.service import release_due
+    from app.dispatch.release import release_due
 
     delivered = cancelled = 0
     while True:

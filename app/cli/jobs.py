@@ -64,7 +64,7 @@ def _in_app(work: Callable[[], T]) -> T:
 def release_round() -> str:
     """Release every held delivery whose time has come, committing batch by batch."""
     from app.audit.trail import SYSTEM
-    from app.dispatch.service import release_due
+    from app.dispatch.release import release_due
 
     delivered = cancelled = 0
     try:

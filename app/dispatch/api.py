@@ -1,4 +1,4 @@
-"""DPI API v1: thin handlers that parse, authorise, call the dispatch service and answer.
+"""DPI API v1: thin handlers that parse, authorise, call the dispatch operations and answer.
 
 Each request is one transaction. A rejected request is rolled back whole (nothing partial is
 stored) and its rejection is audited in a transaction of its own. Each view names the scopes
@@ -27,8 +27,12 @@ from app.auth.limits import (
     within_unauthenticated_api_budget,
 )
 from app.auth.session import public
-from app.dispatch import directory, service
+from app.dispatch import directory
 from app.dispatch.clients import authenticate, missing_scope
+from app.dispatch.consent import record_consent, record_death, revoke_consent
+from app.dispatch.documents import document_for
+from app.dispatch.facts import NotFound, patient_by_dpi_id
+from app.dispatch.ingest import Conflict, NoRecipient, Taken, ingest
 from app.dispatch.representations import (
     consent_out,
     doctor_out,
@@ -36,6 +40,7 @@ from app.dispatch.representations import (
     event_out,
     patient_out,
 )
+from app.dispatch.retraction import retract
 from app.dispatch.validation import (
     ContentTooLarge,
     UnsupportedContent,
@@ -215,17 +220,17 @@ def _authenticated(view: Callable[P, Response], scopes: tuple[Scope, ...]) -> Ca
         except (ContentTooLarge, RequestEntityTooLarge) as error:
             detail = str(error) if isinstance(error, ContentTooLarge) else None
             return _rejected(413, detail, None)
-        except service.NotFound:
+        except NotFound:
             return _rejected(404, None, None)
-        except service.Conflict:
+        except Conflict:
             return _rejected(
                 409, "This document_id was already received with a different body.", None
             )
-        except service.Taken:
+        except Taken:
             return _rejected(
                 409, "This document_id was already used by another API client.", None
             )
-        except service.NoRecipient:
+        except NoRecipient:
             return _rejected(
                 422,
                 "No recipient was given and the patient has no consented treating doctor.",
@@ -243,7 +248,7 @@ def _or_not_found(check: Callable[..., None], *args: str) -> None:
     try:
         check(*args)
     except ValidationFailed:
-        raise service.NotFound(args[0]) from None
+        raise NotFound(args[0]) from None
 
 
 @bp.post("/documents")
@@ -256,13 +261,13 @@ def post_document() -> Response:
         g.audit_target = f"document:{body['document_id']}"
     data = parse_document(body, current_app.config["MAX_DOCUMENT_BYTES"])
     try:
-        result = service.ingest(data, _actor(), g.api_client)
+        result = ingest(data, _actor(), g.api_client)
         db.session.commit()
     except IntegrityError:
         # A concurrent request stored the same document (or patient) first: answer as a replay
         # (or as taken, when it was another client's).
         db.session.rollback()
-        result = service.ingest(data, _actor(), g.api_client)
+        result = ingest(data, _actor(), g.api_client)
     if not result.created:
         record(
             _actor(),
@@ -279,7 +284,7 @@ def get_document(document_id: str) -> Response:
     # An identifier that cannot be valid names nothing: 404, as documented (not 422).
     _or_not_found(check_path_id, document_id, "document_id")
     g.audit_target = f"document:{document_id}"
-    document = service.document_for(g.api_client, document_id)
+    document = document_for(g.api_client, document_id)
     record(_actor(), "document.status_read", target=f"document:{document.document_id}",
            patient=document.patient.dpi_id)
     return _json(document_out(document))
@@ -291,8 +296,8 @@ def retract_document(document_id: str) -> Response:
     check_path_id(document_id, "document_id")
     g.audit_target = f"document:{document_id}"
     reason = parse_retraction(_body())
-    document = service.document_for(g.api_client, document_id)
-    service.retract(document, reason, _actor())
+    document = document_for(g.api_client, document_id)
+    retract(document, reason, _actor())
     return _json(document_out(document))
 
 
@@ -304,13 +309,13 @@ def put_consent(patient_id: str, gln: str) -> Response:
     g.audit_target = f"consent:{patient_id}/{gln}"
     data = parse_consent(_body())
     try:
-        result = service.record_consent(patient_id, gln, data, _actor())
+        result = record_consent(patient_id, gln, data, _actor())
         db.session.commit()
     except IntegrityError:
         # A concurrent request created the same patient, doctor or consent first: write again
         # over it (the latest write wins) instead of failing with a 500.
         db.session.rollback()
-        result = service.record_consent(patient_id, gln, data, _actor())
+        result = record_consent(patient_id, gln, data, _actor())
     return _json(consent_out(result.consent), 201 if result.created else 200)
 
 
@@ -320,7 +325,7 @@ def delete_consent(patient_id: str, gln: str) -> Response:
     _or_not_found(check_path_id, patient_id, "patient_id")
     _or_not_found(check_path_gln, gln)
     g.audit_target = f"consent:{patient_id}/{gln}"
-    service.revoke_consent(patient_id, gln, _actor())
+    revoke_consent(patient_id, gln, _actor())
     return Response(status=204)
 
 
@@ -330,8 +335,8 @@ def patch_patient(patient_id: str) -> Response:
     check_path_id(patient_id, "patient_id")
     g.audit_target = f"patient:{patient_id}"
     parse_patient_patch(_body())
-    patient = service.patient_by_dpi_id(patient_id)
-    service.record_death(patient, _actor())
+    patient = patient_by_dpi_id(patient_id)
+    record_death(patient, _actor())
     return _json(patient_out(patient))
 
 

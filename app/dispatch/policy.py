@@ -2,10 +2,10 @@
 
 This module is the single place where the publication rules live (PRODUCT.md, "The rules that must
 always hold", and the DPI API v1 contract in INTERFACES.md). It is deliberately pure: no Flask,
-no database, no clock. The dispatch service gathers the facts, reads the clock once and passes
-``now``, then stores the returned decision together with the rule that made it. Keeping the rules
-pure lets the API, the release worker, the staff pages and the property tests all ask the very same
-question.
+no database, no clock. The dispatch operations gather the facts (``app/dispatch/facts.py``), read
+the clock once and pass ``now``, then store the returned decision together with the rule that made
+it. Keeping the rules pure lets the API, the release worker, the staff pages and the property tests
+all ask the very same question.
 
 Rule order is part of the API contract: the first rule that applies decides and is the one recorded.
 

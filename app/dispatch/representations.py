@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from app.dispatch.service import iso
+from app.dispatch.facts import iso
 from app.models import AuditEvent, Consent, Delivery, Doctor, Document, Patient
 
 

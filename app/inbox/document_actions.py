@@ -10,7 +10,8 @@ from flask import abort
 
 from app.audit import Actor, record
 from app.crypto import ContentIntegrityError
-from app.dispatch import service
+from app.dispatch.documents import mark_first_read, read_content
+from app.dispatch.facts import NotFound
 from app.extensions import db
 from app.models import Delivery
 from app.models.base import utcnow
@@ -29,8 +30,8 @@ def open_content(delivery: Delivery, actor: Actor, *, action: str, via: str) -> 
     """Decrypt and verify the letter, record the reading, audit the view or download."""
     document = delivery.document
     try:
-        data = service.read_content(document)
-    except service.NotFound:
+        data = read_content(document)
+    except NotFound:
         abort(410)
     except ContentIntegrityError:
         _audit(actor, "document.integrity_failed", delivery)
@@ -44,7 +45,7 @@ def open_content(delivery: Delivery, actor: Actor, *, action: str, via: str) -> 
 def mark_read(delivery: Delivery, actor: Actor, *, explicit: bool) -> None:
     """The first opening records ``first_read_at`` (the DPI then sees ``read``), once."""
     if delivery.first_read_at is None:
-        service.mark_first_read(delivery.document, delivery.recipient_gln, actor)
+        mark_first_read(delivery.document, delivery.recipient_gln, actor)
     elif delivery.status == Status.DELIVERED.value:
         delivery.status = Status.READ.value
     else:

@@ -2,7 +2,7 @@
 
 Staff find a patient by name (and birth date) or by DPI id, read the consents and the
 deliveries of the patient's letters (metadata and statuses, never content), record a consent
-and revoke one. Recording and revoking go through the dispatch service, the very code of the
+and revoke one. Recording and revoking go through app/dispatch/consent.py, the very code of the
 DPI API's ``PUT`` and ``DELETE .../consents/<gln>``: the same validation (the body is built as
 the API's JSON and read by :func:`parse_consent`), the same minors' rule, the same audit events.
 The consent's ``recorded_by`` is always the signed-in staff login, and the patient's stored
@@ -30,7 +30,8 @@ from werkzeug.wrappers import Response as BaseResponse
 
 from app.audit import record
 from app.auth.session import current_principal, requires
-from app.dispatch import service
+from app.dispatch.consent import record_consent, revoke_consent
+from app.dispatch.facts import TREATING_DOCTOR
 from app.dispatch.policy import ConsentRequirement, age_on, consent_requirement
 from app.dispatch.validation import (
     BIRTH_DATE_RANGE,
@@ -326,7 +327,7 @@ def consent_body(values: Mapping[str, str], family: str, given: str, birth: str,
     sending: object = {"yes": True, "no": False}.get(values.get("electronic_sending", ""), "")
     body: dict[str, Any] = {
         "electronic_sending": sending,
-        "designation": service.TREATING_DOCTOR,
+        "designation": TREATING_DOCTOR,
         "given_by": values.get("given_by", ""),
         "minor_agreement": values.get("minor_agreement") == "yes",
         "recorded_by": recorded_by,
@@ -414,7 +415,7 @@ def apply_consent(dpi_id: str, gln: str, data: ConsentIn) -> Recorded | dict[str
     known = db.session.scalar(select(Doctor.state).where(Doctor.gln == gln))
     try:
         try:
-            result = service.record_consent(dpi_id, gln, data, actor)
+            result = record_consent(dpi_id, gln, data, actor)
             db.session.flush()
         except IntegrityError:
             # A concurrent request created the same patient, doctor or consent first: write
@@ -425,7 +426,7 @@ def apply_consent(dpi_id: str, gln: str, data: ConsentIn) -> Recorded | dict[str
             if stored is not None:
                 data = replace(data, family_name=stored.family_name,
                                given_name=stored.given_name, birth_date=stored.birth_date)
-            result = service.record_consent(dpi_id, gln, data, actor)
+            result = record_consent(dpi_id, gln, data, actor)
     except ValidationFailed as error:
         db.session.rollback()
         return rule_errors(error, data.birth_date)
@@ -489,14 +490,14 @@ def revoke(dpi_id: str, gln: str) -> BaseResponse:
     consent = db.session.scalar(
         select(Consent).join(Doctor, Doctor.id == Consent.doctor_id)
         .where(Consent.patient_id == patient.id, Doctor.gln == gln,
-               Consent.designation == service.TREATING_DOCTOR)
+               Consent.designation == TREATING_DOCTOR)
     )
     if consent is None:
         abort(404)
     if not consent.active:
         flash(_("Ce consentement était déjà révoqué."), "info")
         return redirect(url_for("staff_patients.show", dpi_id=patient.dpi_id), code=303)
-    service.revoke_consent(patient.dpi_id, gln, current_principal().actor)
+    revoke_consent(patient.dpi_id, gln, current_principal().actor)
     db.session.commit()
     flash(_("Consentement révoqué : les documents encore retenus pour ce médecin sont annulés ; "
             "ceux déjà remis restent chez lui."), "success")

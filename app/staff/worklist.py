@@ -3,7 +3,7 @@
 Hospital staff (and the desk) see the letters that reached no doctor, or the wrong one, so that
 each goes by post or to the right doctor: "envoyé par la poste", "envoyer au bon médecin" (a new
 delivery decided by the dispatch policy), "réexaminer" (the policy again, e.g. after a consent
-was recorded) or "aucune action" with a note. The operations live in ``app.dispatch.service``;
+was recorded) or "aucune action" with a note. The operations live in ``app.dispatch.handling``;
 this module parses, authorises, calls them and commits once per request.
 
 Staff see the letter's metadata and the patient's identity (name, birth date, DPI id), never the
@@ -25,7 +25,7 @@ from sqlalchemy.orm import contains_eager
 from werkzeug.wrappers import Response as BaseResponse
 
 from app.auth.session import current_principal, requires
-from app.dispatch import service
+from app.dispatch import handling
 from app.extensions import db
 from app.labels import RULE_LABELS, STATUS_LABELS, type_label
 from app.models import Delivery, Doctor, Document, Patient
@@ -48,23 +48,23 @@ KIND_LABELS: dict[str, Any] = {
 }
 
 HANDLING_LABELS: dict[str, Any] = {
-    service.HANDLED_BY_POST: _l("Envoyé par la poste"),
-    service.HANDLED_BY_OTHER_DOCTOR: _l("Envoyé au bon médecin"),
-    service.HANDLED_NO_ACTION: _l("Aucune action"),
-    service.HANDLED_BY_RECHECK: _l("Réexaminé"),
+    handling.HANDLED_BY_POST: _l("Envoyé par la poste"),
+    handling.HANDLED_BY_OTHER_DOCTOR: _l("Envoyé au bon médecin"),
+    handling.HANDLED_NO_ACTION: _l("Aucune action"),
+    handling.HANDLED_BY_RECHECK: _l("Réexaminé"),
 }
 
 REFUSALS: dict[str, Any] = {
-    service.ALREADY_HANDLED: _l("Cette remise a déjà été traitée."),
-    service.NOT_ON_WORKLIST: _l("Cette remise n'est pas à traiter."),
-    service.DOCUMENT_RETRACTED: _l("Le document a été retiré par l'hôpital : il n'est plus "
+    handling.ALREADY_HANDLED: _l("Cette remise a déjà été traitée."),
+    handling.NOT_ON_WORKLIST: _l("Cette remise n'est pas à traiter."),
+    handling.DOCUMENT_RETRACTED: _l("Le document a été retiré par l'hôpital : il n'est plus "
                                    "envoyé."),
-    service.NOT_CONSENTED: _l("Choisissez un médecin que le patient a désigné et qui a son "
+    handling.NOT_CONSENTED: _l("Choisissez un médecin que le patient a désigné et qui a son "
                               "consentement à l'envoi électronique."),
-    service.ALREADY_RECEIVED: _l("Ce médecin a déjà une remise de ce document."),
-    service.NOTE_REQUIRED: _l("Indiquez pourquoi aucune action n'est nécessaire."),
-    service.NOTE_TOO_LONG: _l("La note compte 500 caractères au plus."),
-    service.STILL_BLOCKED: _l("Les règles d'envoi refusent toujours ce document : rien n'a "
+    handling.ALREADY_RECEIVED: _l("Ce médecin a déjà une remise de ce document."),
+    handling.NOTE_REQUIRED: _l("Indiquez pourquoi aucune action n'est nécessaire."),
+    handling.NOTE_TOO_LONG: _l("La note compte 500 caractères au plus."),
+    handling.STILL_BLOCKED: _l("Les règles d'envoi refusent toujours ce document : rien n'a "
                               "changé."),
 }
 #: Separation of duties (app/staff/duties.py).
@@ -211,8 +211,8 @@ def load(delivery_id: int) -> Delivery:
 
 def _render(delivery: Delivery, note: str = "", note_error: str | None = None,
             status: int = 200) -> tuple[str, int]:
-    is_open = delivery.handled_at is None and service.on_worklist(delivery)
-    candidates = service.redirect_candidates(delivery) if is_open else []
+    is_open = delivery.handled_at is None and handling.on_worklist(delivery)
+    candidates = handling.redirect_candidates(delivery) if is_open else []
     others = {d.recipient_gln for d in delivery.document.deliveries}
     return render_template(
         "staff/worklist/show.html", delivery=delivery, document=delivery.document,
@@ -220,7 +220,7 @@ def _render(delivery: Delivery, note: str = "", note_error: str | None = None,
         candidates=candidates, already=others,
         may_recheck=is_open and delivery.status in NEEDS_A_PERSON,
         retracted=delivery.document.retracted_at is not None,
-        note=note, note_error=note_error, note_max=service.HANDLING_NOTE_MAX,
+        note=note, note_error=note_error, note_max=handling.HANDLING_NOTE_MAX,
     ), status
 
 
@@ -234,7 +234,7 @@ def _back(delivery_id: int) -> BaseResponse:
     return redirect(url_for("worklist.show", delivery_id=delivery_id), code=303)
 
 
-def _refused(delivery_id: int, refusal: service.HandlingRefused) -> BaseResponse:
+def _refused(delivery_id: int, refusal: handling.HandlingRefused) -> BaseResponse:
     db.session.rollback()
     flash(str(REFUSALS[refusal.code]), "error")
     return _back(delivery_id)
@@ -245,8 +245,8 @@ def _refused(delivery_id: int, refusal: service.HandlingRefused) -> BaseResponse
 def posted(delivery_id: int) -> BaseResponse:
     delivery = load(delivery_id)
     try:
-        service.mark_handled(delivery, service.HANDLED_BY_POST, current_principal().actor)
-    except service.HandlingRefused as refusal:
+        handling.mark_handled(delivery, handling.HANDLED_BY_POST, current_principal().actor)
+    except handling.HandlingRefused as refusal:
         return _refused(delivery_id, refusal)
     db.session.commit()
     flash(_("Remise traitée : le document a été envoyé par la poste."), "info")
@@ -259,10 +259,10 @@ def no_action(delivery_id: int) -> tuple[str, int] | BaseResponse:
     delivery = load(delivery_id)
     note = str(request.form.get("note", ""))
     try:
-        service.mark_handled(delivery, service.HANDLED_NO_ACTION, current_principal().actor,
+        handling.mark_handled(delivery, handling.HANDLED_NO_ACTION, current_principal().actor,
                              note)
-    except service.HandlingRefused as refusal:
-        if refusal.code in (service.NOTE_REQUIRED, service.NOTE_TOO_LONG):
+    except handling.HandlingRefused as refusal:
+        if refusal.code in (handling.NOTE_REQUIRED, handling.NOTE_TOO_LONG):
             db.session.rollback()
             return _render(load(delivery_id), note[:2000], str(REFUSALS[refusal.code]), 422)
         return _refused(delivery_id, refusal)
@@ -279,16 +279,16 @@ def redirect_to_doctor(delivery_id: int) -> BaseResponse:
     principal = current_principal()
     patient = delivery.document.patient.dpi_id
     try:
-        new = service.redirect_delivery(delivery, gln, principal.actor)
+        new = handling.redirect_delivery(delivery, gln, principal.actor)
         status = new.status
         if new.doctor is not None:
             # Whoever set up this doctor's account never sends it a patient's letter.
             duties.claim(new.doctor, principal.staff, duties.LETTERS, "delivery.redirected")
-    except service.HandlingRefused as refusal:
+    except handling.HandlingRefused as refusal:
         return _refused(delivery_id, refusal)
     except IntegrityError:
         # Someone sent this document to that doctor at the same moment.
-        return _refused(delivery_id, service.HandlingRefused(service.ALREADY_RECEIVED))
+        return _refused(delivery_id, handling.HandlingRefused(handling.ALREADY_RECEIVED))
     except duties.DutyConflict as conflict:
         db.session.rollback()
         duties.record_refusal(principal.actor, conflict, patient=patient)
@@ -306,8 +306,8 @@ def redirect_to_doctor(delivery_id: int) -> BaseResponse:
 def recheck(delivery_id: int) -> BaseResponse:
     delivery = load(delivery_id)
     try:
-        decision = service.recheck(delivery, current_principal().actor)
-    except service.HandlingRefused as refusal:
+        decision = handling.recheck(delivery, current_principal().actor)
+    except handling.HandlingRefused as refusal:
         return _refused(delivery_id, refusal)
     db.session.commit()
     flash(_("Remise réexaminée : %(status)s.", status=STATUS_LABELS[decision.status.value]),

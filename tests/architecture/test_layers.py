@@ -112,9 +112,9 @@ def test_every_module_has_a_floor() -> None:
 
 
 def test_the_check_sees_an_upward_import(tmp_path: Path) -> None:
-    """The walk itself: a models module importing a dispatch service is caught."""
+    """The walk itself: a models module importing a dispatch operation is caught."""
     fake = APP / "models" / "_layer_probe.py"
-    fake.write_text("def f():\n    from app.dispatch import service\n")
+    fake.write_text("def f():\n    from app.dispatch import ingest\n")
     try:
         assert any("app.models._layer_probe" in line for line in upward_imports())
     finally:

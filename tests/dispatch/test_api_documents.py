@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 
 from app.audit import SYSTEM
-from app.dispatch import service
+from app.dispatch.documents import mark_first_read, read_content
+from app.dispatch.facts import NotFound
 from app.extensions import db
 from app.models import Doctor, Document
 from app.models.base import utcnow
@@ -302,10 +303,10 @@ def test_retract_withdraws_every_delivery_and_destroys_the_content(
     assert get(dpi)["deliveries"] == body["deliveries"]
     db.session.expire_all()
     document = db.session.query(Document).filter_by(document_id="DPI-1").one()
-    with pytest.raises(service.NotFound):
-        service.read_content(document)
+    with pytest.raises(NotFound):
+        read_content(document)
     kept = db.session.query(Document).filter_by(document_id="DPI-KEEP").one()
-    assert service.read_content(kept).startswith(b"%PDF-")
+    assert read_content(kept).startswith(b"%PDF-")
     # And retracting again changes nothing
     again = dpi.post("/api/v1/documents/DPI-1/retract", json={"reason": "again"})
     assert again.status_code == 200
@@ -336,7 +337,7 @@ def test_get_shows_when_the_doctor_read_or_reported_the_letter(
     assert post(dpi, "DPI-2").status_code == 201
     # When the doctor opens the first letter and reports the second as not their patient
     document = db.session.query(Document).filter_by(document_id="DPI-1").one()
-    service.mark_first_read(document, GLN, SYSTEM)
+    mark_first_read(document, GLN, SYSTEM)
     misdirected = db.session.query(Document).filter_by(document_id="DPI-2").one()
     misdirected.deliveries[0].reported_not_my_patient_at = utcnow()
     db.session.commit()

@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import select
 
 from app.audit import SYSTEM
-from app.dispatch.service import release_due
+from app.dispatch.release import release_due
 from app.extensions import db
 from app.models import Consent, Doctor
 from app.models.base import utcnow

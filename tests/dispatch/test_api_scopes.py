@@ -18,8 +18,9 @@ from flask.testing import FlaskClient
 from sqlalchemy import select
 
 from app.audit import CLI, Actor
-from app.dispatch import service
 from app.dispatch.clients import create_client
+from app.dispatch.consent import record_consent
+from app.dispatch.ingest import ingest
 from app.dispatch.validation import parse_consent, parse_document
 from app.extensions import db
 from app.models import ApiClient, Consent, Delivery, Doctor, Document, Patient
@@ -80,13 +81,13 @@ def new_client(client: FlaskClient, name: str, scopes: set[str] | frozenset[str]
 def post_own_document(api_client_id: int, document_id: str = OWN) -> None:
     """A letter to Dr Muller that this client posted, stored without going through HTTP."""
     data = parse_document(document_body(document_id), 20 * 1024 * 1024)
-    service.ingest(data, Actor("api", "setup"), db.session.get_one(ApiClient, api_client_id))
+    ingest(data, Actor("api", "setup"), db.session.get_one(ApiClient, api_client_id))
     db.session.commit()
 
 
 def world(api_client_id: int) -> None:
     """What every call of the table needs to succeed: an own letter, a patient, a consent."""
-    service.record_consent(PATIENT, GLN, parse_consent(consent_body()), Actor("api", "setup"))
+    record_consent(PATIENT, GLN, parse_consent(consent_body()), Actor("api", "setup"))
     db.session.commit()
     post_own_document(api_client_id)
 
@@ -333,7 +334,7 @@ def test_a_letter_posted_without_a_client_is_only_for_documents_admin(
     client: FlaskClient, active_doctor: Doctor
 ) -> None:
     # Given a letter stored by Relais itself (the demo data, a migration), owned by no client
-    service.ingest(parse_document(document_body("DPI-SYSTEM"), 20 * 1024 * 1024),
+    ingest(parse_document(document_body("DPI-SYSTEM"), 20 * 1024 * 1024),
                    Actor("cli"))
     db.session.commit()
     _, plain = new_client(client, "dpi-plain", None)

@@ -12,8 +12,8 @@ from flask import Flask
 from sqlalchemy import func, select
 
 from app.audit import Actor, verify
-from app.dispatch import service
-from app.dispatch.service import HandlingRefused
+from app.dispatch import handling
+from app.dispatch.handling import HandlingRefused
 from app.extensions import db
 from app.inbox.document_actions import report_not_my_patient
 from app.models import AuditEvent, Delivery, Doctor, Document, Notification
@@ -77,13 +77,13 @@ def test_blocked_cancelled_and_reported_deliveries_need_a_person(
     send(api, "DPI-H-1")  # no consent: blocked
     consent(api)
     send(api, "DPI-H-2")  # delivered
-    assert service.on_worklist(delivery("DPI-H-1"))
+    assert handling.on_worklist(delivery("DPI-H-1"))
     delivered = delivery("DPI-H-2")
     assert delivered.status == "delivered"
-    assert not service.on_worklist(delivered)
+    assert not handling.on_worklist(delivered)
     report_not_my_patient(delivered, Actor("doctor", GLN))
     db.session.commit()
-    assert service.on_worklist(delivery("DPI-H-2"))
+    assert handling.on_worklist(delivery("DPI-H-2"))
 
 
 # --- by post, no action -------------------------------------------------------------------------
@@ -94,7 +94,7 @@ def test_posting_records_who_when_and_how_once(api: Api, active_doctor: Doctor) 
     blocked = delivery("DPI-H-10")
     assert (blocked.status, blocked.rule) == ("blocked", "no_consent")
 
-    service.mark_handled(blocked, service.HANDLED_BY_POST, STAFF)
+    handling.mark_handled(blocked, handling.HANDLED_BY_POST, STAFF)
     db.session.commit()
 
     handled = delivery("DPI-H-10")
@@ -107,8 +107,8 @@ def test_posting_records_who_when_and_how_once(api: Api, active_doctor: Doctor) 
     assert event.details == {"delivery": handled.id, "recipient": GLN, "handling": "post"}
 
     # Twice: refused, nothing changes, no second event.
-    assert refusal(service.mark_handled, delivery("DPI-H-10"), service.HANDLED_NO_ACTION,
-                   STAFF, "encore") == service.ALREADY_HANDLED
+    assert refusal(handling.mark_handled, delivery("DPI-H-10"), handling.HANDLED_NO_ACTION,
+                   STAFF, "encore") == handling.ALREADY_HANDLED
     assert delivery("DPI-H-10").handling == "post"
     assert len(events("delivery.handled")) == 1
     assert verify() is None
@@ -123,22 +123,22 @@ def test_a_stale_copy_cannot_handle_twice(api: Api, active_doctor: Doctor) -> No
         .values(handled_at=func.now(), handled_by="someone", handling="post"))
     # ``stale`` still reads handled_at as None in this session.
     assert stale.handled_at is None
-    assert refusal(service.mark_handled, stale, service.HANDLED_BY_POST,
-                   STAFF) == service.ALREADY_HANDLED
+    assert refusal(handling.mark_handled, stale, handling.HANDLED_BY_POST,
+                   STAFF) == handling.ALREADY_HANDLED
     assert events("delivery.handled") == []
 
 
 def test_no_action_needs_a_short_note(api: Api, active_doctor: Doctor) -> None:
     send(api, "DPI-H-20")
-    for note, code in (("", service.NOTE_REQUIRED), ("   ", service.NOTE_REQUIRED),
-                       ("x" * 501, service.NOTE_TOO_LONG)):
-        assert refusal(service.mark_handled, delivery("DPI-H-20"), service.HANDLED_NO_ACTION,
+    for note, code in (("", handling.NOTE_REQUIRED), ("   ", handling.NOTE_REQUIRED),
+                       ("x" * 501, handling.NOTE_TOO_LONG)):
+        assert refusal(handling.mark_handled, delivery("DPI-H-20"), handling.HANDLED_NO_ACTION,
                        STAFF, note) == code
     assert delivery("DPI-H-20").handled_at is None
     assert events("delivery.handled") == []
 
     note = "Patient <b>suivi</b> à l'hôpital — " + "é" * 400
-    service.mark_handled(delivery("DPI-H-20"), service.HANDLED_NO_ACTION, STAFF, note)
+    handling.mark_handled(delivery("DPI-H-20"), handling.HANDLED_NO_ACTION, STAFF, note)
     db.session.commit()
     handled = delivery("DPI-H-20")
     assert (handled.handling, handled.handling_note) == ("no_action", note.strip())
@@ -150,9 +150,9 @@ def test_only_worklist_deliveries_are_handled(api: Api, active_doctor: Doctor) -
     consent(api)
     send(api, "DPI-H-30")
     assert delivery("DPI-H-30").status == "delivered"
-    assert refusal(service.mark_handled, delivery("DPI-H-30"), service.HANDLED_BY_POST,
-                   STAFF) == service.NOT_ON_WORKLIST
-    assert refusal(service.recheck, delivery("DPI-H-30"), STAFF) == service.NOT_ON_WORKLIST
+    assert refusal(handling.mark_handled, delivery("DPI-H-30"), handling.HANDLED_BY_POST,
+                   STAFF) == handling.NOT_ON_WORKLIST
+    assert refusal(handling.recheck, delivery("DPI-H-30"), STAFF) == handling.NOT_ON_WORKLIST
 
 
 # --- to the right doctor ------------------------------------------------------------------------
@@ -167,9 +167,9 @@ def test_redirect_creates_a_delivery_decided_by_the_policy(
     wrong = delivery("DPI-H-40")
     report_not_my_patient(wrong, Actor("doctor", GLN))
     db.session.commit()
-    assert [d.gln for d in service.redirect_candidates(delivery("DPI-H-40"))] == [OTHER]
+    assert [d.gln for d in handling.redirect_candidates(delivery("DPI-H-40"))] == [OTHER]
 
-    new = service.redirect_delivery(delivery("DPI-H-40"), OTHER, STAFF)
+    new = handling.redirect_delivery(delivery("DPI-H-40"), OTHER, STAFF)
     db.session.commit()
 
     assert (new.recipient_gln, new.status, new.rule, new.doctor_id) == (
@@ -194,7 +194,7 @@ def test_redirect_applies_the_publication_rules(
 ) -> None:
     consent(api, OTHER)
     send(api, "DPI-H-41", sensitive=True)  # no consent for GLN: blocked
-    new = service.redirect_delivery(delivery("DPI-H-41"), OTHER, STAFF)
+    new = handling.redirect_delivery(delivery("DPI-H-41"), OTHER, STAFF)
     db.session.commit()
     assert (new.status, new.rule) == ("held", "sensitive_delay")
     assert new.release_at is not None
@@ -206,20 +206,20 @@ def test_redirect_only_to_a_consented_doctor_without_the_letter(
     send(api, "DPI-H-50")  # blocked for GLN
     # No consent for OTHER: refused; nor to the recipient itself, nor to a stranger.
     for target in (OTHER, GLN, gln(99), ""):
-        assert refusal(service.redirect_delivery, delivery("DPI-H-50"), target,
-                       STAFF) == service.NOT_CONSENTED
+        assert refusal(handling.redirect_delivery, delivery("DPI-H-50"), target,
+                       STAFF) == handling.NOT_CONSENTED
     # A revoked consent does not count.
     consent(api, OTHER)
     consent(api, OTHER, electronic_sending=False)
-    assert refusal(service.redirect_delivery, delivery("DPI-H-50"), OTHER,
-                   STAFF) == service.NOT_CONSENTED
+    assert refusal(handling.redirect_delivery, delivery("DPI-H-50"), OTHER,
+                   STAFF) == handling.NOT_CONSENTED
 
     # OTHER already has this document: refused with its own reason.
     consent(api, OTHER)
     send(api, "DPI-H-51", recipients=[GLN, OTHER])
     assert delivery("DPI-H-51", OTHER).status == "delivered"
-    assert refusal(service.redirect_delivery, delivery("DPI-H-51"), OTHER,
-                   STAFF) == service.ALREADY_RECEIVED
+    assert refusal(handling.redirect_delivery, delivery("DPI-H-51"), OTHER,
+                   STAFF) == handling.ALREADY_RECEIVED
     assert delivery("DPI-H-51").handled_at is None
     assert events("delivery.redirected") == []
 
@@ -236,12 +236,12 @@ def test_a_retracted_letter_is_never_sent_again(
                     json={"reason": "Erreur"}).status_code == 200
     reported = delivery("DPI-H-60")
     assert reported.status == "retracted"
-    assert service.on_worklist(reported)  # reported, whatever the status
-    assert refusal(service.redirect_delivery, reported, OTHER,
-                   STAFF) == service.DOCUMENT_RETRACTED
-    assert refusal(service.mark_handled, delivery("DPI-H-60"), service.HANDLED_BY_POST,
-                   STAFF) == service.DOCUMENT_RETRACTED
-    service.mark_handled(delivery("DPI-H-60"), service.HANDLED_NO_ACTION, STAFF, "Retiré")
+    assert handling.on_worklist(reported)  # reported, whatever the status
+    assert refusal(handling.redirect_delivery, reported, OTHER,
+                   STAFF) == handling.DOCUMENT_RETRACTED
+    assert refusal(handling.mark_handled, delivery("DPI-H-60"), handling.HANDLED_BY_POST,
+                   STAFF) == handling.DOCUMENT_RETRACTED
+    handling.mark_handled(delivery("DPI-H-60"), handling.HANDLED_NO_ACTION, STAFF, "Retiré")
     db.session.commit()
     assert delivery("DPI-H-60").handling == "no_action"
     assert db.session.scalar(select(func.count()).select_from(Delivery)) == 1
@@ -255,12 +255,12 @@ def test_recheck_after_the_missing_consent_delivers(api: Api, active_doctor: Doc
     db.session.commit()
     send(api, "DPI-H-70")
     # Still no consent: nothing changes, nothing audited.
-    assert refusal(service.recheck, delivery("DPI-H-70"), STAFF) == service.STILL_BLOCKED
+    assert refusal(handling.recheck, delivery("DPI-H-70"), STAFF) == handling.STILL_BLOCKED
     assert delivery("DPI-H-70").status == "blocked"
     assert events("delivery.rechecked") == []
 
     consent(api)
-    decision = service.recheck(delivery("DPI-H-70"), STAFF)
+    decision = handling.recheck(delivery("DPI-H-70"), STAFF)
     db.session.commit()
 
     assert decision.status.value == "delivered"
@@ -276,8 +276,8 @@ def test_recheck_after_the_missing_consent_delivers(api: Api, active_doctor: Doc
                              "release_at": None}
     assert db.session.scalar(select(func.count()).select_from(Notification)) == 1
     # Handled: a second recheck is refused.
-    assert refusal(service.recheck, delivery("DPI-H-70"), STAFF) in (
-        service.NOT_ON_WORKLIST, service.ALREADY_HANDLED)
+    assert refusal(handling.recheck, delivery("DPI-H-70"), STAFF) in (
+        handling.NOT_ON_WORKLIST, handling.ALREADY_HANDLED)
 
 
 def test_recheck_of_a_cancelled_delivery(api: Api, active_doctor: Doctor) -> None:
@@ -287,10 +287,10 @@ def test_recheck_of_a_cancelled_delivery(api: Api, active_doctor: Doctor) -> Non
     consent(api, electronic_sending=False)  # revoked: held becomes cancelled
     cancelled = delivery("DPI-H-80")
     assert (cancelled.status, cancelled.rule) == ("cancelled", "no_consent")
-    assert refusal(service.recheck, cancelled, STAFF) == service.STILL_BLOCKED
+    assert refusal(handling.recheck, cancelled, STAFF) == handling.STILL_BLOCKED
 
     consent(api)
-    decision = service.recheck(delivery("DPI-H-80"), STAFF)
+    decision = handling.recheck(delivery("DPI-H-80"), STAFF)
     db.session.commit()
     assert decision.status.value == "held"
     held = delivery("DPI-H-80")
@@ -305,5 +305,5 @@ def test_recheck_loses_to_a_concurrent_change(api: Api, active_doctor: Doctor) -
     # Someone changed the status meanwhile (another recheck, another worker).
     db.session.execute(Delivery.__table__.update().where(Delivery.id == stale.id)
                        .values(status="cancelled"))
-    assert refusal(service.recheck, stale, STAFF) == service.ALREADY_HANDLED
+    assert refusal(handling.recheck, stale, STAFF) == handling.ALREADY_HANDLED
     assert events("delivery.rechecked") == []

@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import StatementError
 
 from app.audit import SYSTEM, verify
-from app.dispatch.service import release_due
+from app.dispatch.release import release_due
 from app.extensions import db
 from app.models import AuditEvent, Consent, Delivery, Doctor, Document, Patient
 from tests.conftest import Api, consent_body, document_body

@@ -43,7 +43,7 @@ from sqlalchemy import func, select
 from app.audit import CLI
 from app.audit.trail import check_chain
 from app.dispatch.clients import create_client
-from app.dispatch.service import read_content
+from app.dispatch.documents import read_content
 from app.extensions import db
 from app.gln import make_gln
 from app.models import AuditEvent, Delivery, Doctor, Document

@@ -12,7 +12,7 @@ from flask import Flask
 from sqlalchemy import select, update
 
 from app.audit import SYSTEM
-from app.dispatch.service import release_due
+from app.dispatch.release import release_due
 from app.extensions import db
 from app.models import Delivery, Doctor, Document, Notification
 from app.models.base import utcnow

@@ -637,9 +637,10 @@ def test_a_patient_the_dpi_creates_meanwhile_keeps_the_dpis_identity(
     consent without overwriting the identity the DPI sent."""
     from sqlalchemy.exc import IntegrityError
 
-    from app.dispatch import service
+    from app.dispatch import consent
+    from app.staff import patients
 
-    real = service.record_consent
+    real = consent.record_consent
     calls: list[str] = []
 
     def racing(*args: Any, **kwargs: Any) -> Any:
@@ -652,7 +653,7 @@ def test_a_patient_the_dpi_creates_meanwhile_keeps_the_dpis_identity(
             raise IntegrityError("INSERT INTO patients", None, Exception("duplicate"))
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(service, "record_consent", racing)
+    monkeypatch.setattr(patients, "record_consent", racing)
     answer = post(client, "/staff/patients/new", NEW_PATIENT)
     assert answer.status_code == 303
     db.session.expire_all()
