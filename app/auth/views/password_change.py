@@ -38,6 +38,17 @@ def _personal_inputs(user: User) -> list[str]:
     return [v for v in values if v]
 
 
+def _current_password_confirmed(user: User, form: PasswordChangeForm) -> bool:
+    """The current password, asked again (counted like a sign-in attempt)."""
+    if form.current_password.errors:  # too long: refused without a check
+        return False
+    try:
+        confirm_password(user, form.current_password.data or "")
+    except SignInRefused:
+        return False
+    return True
+
+
 def _page(form: PasswordChangeForm, forced: bool, errors: list[str]) -> tuple[str, int]:
     return render_template("auth/password.html", form=form, forced=forced, errors=errors), 200
 
@@ -66,13 +77,8 @@ def change_password() -> BaseResponse | tuple[str, int]:
         return _page(form, forced, [])
 
     form.validate()
-    if not forced:
-        try:
-            if form.current_password.errors:  # too long: refused without a check
-                raise SignInRefused(user)
-            confirm_password(user, form.current_password.data or "")
-        except SignInRefused:
-            return _page(form, forced, [str(CURRENT_PASSWORD_WRONG)])
+    if not forced and not _current_password_confirmed(user, form):
+        return _page(form, forced, [str(CURRENT_PASSWORD_WRONG)])
     new = form.new_password.data or ""
     errors: list[str] = [str(message) for message in form.confirm_password.errors[:1]]
     if not errors:

@@ -91,10 +91,10 @@ def totp_enrol() -> BaseResponse | tuple[str, int]:
         return pending.restart()
     form = EnrolmentForm()
     error = None
-    if request.method == "POST":
+    if request.method == "POST" and not form.validate():  # too long: refused without a check
+        error = CODE_WRONG
+    elif request.method == "POST":
         try:
-            if not form.validate():  # too long to be a code: refused without a check
-                raise WrongCode(staff)
             recovery = confirm_enrolment(staff, form.code.data or "")
         except AccountLocked:
             return pending.restart(SIGN_IN_FAILED)
