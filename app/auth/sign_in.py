@@ -2,9 +2,11 @@
 
 SecureDrop-style (``Journalist.login``): every check of a factor is a function here that either
 returns (the user, the method used, the recovery codes issued) or raises one
-:class:`SignInRefused` subclass that names the precise reason. The reason goes to the audit
-trail, as ``auth.failed`` or ``auth.refused``, here; the views (:mod:`app.auth.views`) catch
-the refusal and show the one generic message, whatever its cause.
+:class:`SignInRefused` subclass that names the precise reason. The audit trail is written
+here, as it always was: ``auth.refused`` with the reason for an account that may not go on,
+``auth.failed`` with the step (and ``auth.locked``) for a wrong factor, ``auth.failed`` with
+``unknown_login`` for a login nobody has. The views (:mod:`app.auth.views`) catch the refusal
+and show the one generic message, whatever its cause.
 
 Each factor is counted as a failure *before* it is looked at (:func:`begin_attempt`), and that
 count is committed at once: so these functions commit, where the lockout needs it, before and

@@ -64,7 +64,7 @@ def login() -> BaseResponse | tuple[str, int]:
         return _login_page(form, SIGN_IN_FAILED, next_path)
 
     if isinstance(user, Doctor):
-        assert user.mobile is not None  # noqa: S101 - check_password refuses a doctor without
+        assert user.mobile is not None  # noqa: S101 - check_password refused her otherwise
         issued = codes.issue("sign_in", user.mobile, doctor_id=user.id)
         pending.begin(user, "code", next_path, handle=issued.challenge.handle)
         db.session.commit()  # the code exists before it can reach a phone
