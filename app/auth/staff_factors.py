@@ -1,7 +1,7 @@
 """A staff member's second factor: the authenticator (TOTP) secret sealed at rest, the check of
 its codes, and the recovery codes.
 
-Sign-in (``app/auth/views.py``) checks codes here; the staff accounts (``app/staff/accounts.py``)
+Sign-in (``app/auth/sign_in.py``) checks codes here; the staff accounts (``app/staff/accounts.py``)
 create and reset secrets through here. Every check is audited, never with the code typed.
 """
 
