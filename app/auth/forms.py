@@ -11,9 +11,9 @@ field that none of these forms declares is ignored.
 from __future__ import annotations
 
 from flask_babel import lazy_gettext as _l
-from wtforms import PasswordField, StringField  # type: ignore[import-untyped]
-from wtforms.validators import DataRequired, EqualTo, InputRequired, Length  # type: ignore[import-untyped]
-from wtforms.widgets import HiddenInput  # type: ignore[import-untyped]
+from wtforms import PasswordField, StringField
+from wtforms.validators import DataRequired, EqualTo, InputRequired, Length
+from wtforms.widgets import HiddenInput
 
 from app.auth.passwords import MAX_LENGTH
 from app.web.forms import PostForm
