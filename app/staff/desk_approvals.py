@@ -27,7 +27,8 @@ from app.models import DeskApproval, StaffUser
 from app.models.base import utcnow
 from app.staff import approvals, duties
 from app.staff.approvals import ApprovalRefused
-from app.staff.desk import ERRORS, keep_credentials
+from app.staff.desk.common import ERRORS
+from app.staff.desk.credentials import keep_credentials
 from app.staff.duties import DutyConflict
 from app.staff.enrolment import EnrolmentError
 
