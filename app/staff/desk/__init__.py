@@ -27,7 +27,8 @@ The package, one job a module:
 - ``phone_check``: a code sent to a mobile, checked, resent (enrolment and mobile change);
 - ``pages``: the search and one doctor's page with its account actions;
 - ``enrol``: enrolment in person, step 1 (the details) and step 2 (the code);
-- ``mobile``: the change of a doctor's mobile, the same two steps.
+- ``mobile``: the change of a doctor's mobile, the same two steps;
+- ``forms``: the desk's forms (Flask-WTF), their fields checked by ``app/staff/enrolment.py``.
 """
 
 from __future__ import annotations

@@ -35,6 +35,7 @@ from app.staff.desk.common import (
     requested,
 )
 from app.staff.desk.credentials import keep_credentials
+from app.staff.desk.forms import CodeForm, EnrolForm, refuse
 from app.staff.desk.phone_check import (
     challenge_of,
     check_code,
@@ -45,52 +46,16 @@ from app.staff.desk.phone_check import (
 )
 from app.staff.duties import DutyConflict
 from app.staff.enrolment import (
-    ID_DOCUMENTS,
-    INVALID_ID_LAST4,
     EnrolmentError,
     IdDocument,
-    check_email,
-    check_gln,
-    check_id_document,
-    check_name,
     doctor_for_enrolment,
     enrol_sms_doctor,
-    normalise_mobile,
 )
 
 
-def _enrolment_values(form: Mapping[str, Any]) -> dict[str, str]:
-    return {name: str(form.get(name, ""))[:400] for name in FIELDS}
-
-
-def check_enrolment(values: Mapping[str, str]) -> tuple[dict[str, str], dict[str, str]]:
-    """What the desk typed, normalised, and the error code of each wrong field."""
-    checked: dict[str, str] = {}
-    errors: dict[str, str] = {}
-    checks = (("gln", check_gln), ("family_name", check_name), ("given_name", check_name),
-              ("email", check_email), ("mobile", normalise_mobile))
-    for name, check in checks:
-        try:
-            checked[name] = check(values.get(name, ""))
-        except EnrolmentError as error:
-            errors[name] = error.code
-    try:
-        document = check_id_document(values.get("id_document", ""), values.get("id_last4"))
-    except EnrolmentError as error:
-        field = "id_last4" if error.code == INVALID_ID_LAST4 else "id_document"
-        errors[field] = error.code
-    else:
-        checked["id_document"] = document.kind
-        checked["id_last4"] = document.last4 or ""
-    return checked, errors
-
-
-def _render_enrol(values: Mapping[str, str], errors: Mapping[str, str], status: int = 200,
-                  sms_failed: bool = False) -> tuple[str, int]:
-    messages = {name: str(ERRORS[code]) if code in ERRORS else code
-                for name, code in errors.items()}
-    return render_template("staff/desk/enrol.html", values=values, errors=messages,
-                           id_documents=ID_DOCUMENTS, sms_failed=sms_failed), status
+def _render_enrol(form: EnrolForm, status: int = 200, sms_failed: bool = False
+                  ) -> tuple[str, int]:
+    return render_template("staff/desk/enrol.html", form=form, sms_failed=sms_failed), status
 
 
 @bp.route("/enrol", methods=["GET", "POST"])
@@ -103,38 +68,41 @@ def enrol() -> tuple[str, int] | BaseResponse:
             session.pop(PENDING_ENROLMENT, None)
         step = pending_step(steps.ENROLMENT, PENDING_ENROLMENT)
         pending = step.data if step else {}
-        return _render_enrol({name: str(pending.get(name, "")) for name in FIELDS}, {})
-    typed = _enrolment_values(request.form)
-    checked, errors = check_enrolment(typed)
-    if errors:
-        return _render_enrol(typed, errors, 422)
+        return _render_enrol(EnrolForm(data={name: str(pending.get(name, ""))
+                                             for name in FIELDS}))
+    form = EnrolForm()
+    if not form.validate():
+        return _render_enrol(form, 422)
+    checked = form.checked
     try:
         doctor = doctor_for_enrolment(checked["gln"])
         if doctor is not None:
             duties.check(doctor, desk_user(), duties.ACCOUNT, "doctor.enrolled")
     except EnrolmentError as error:
-        return _render_enrol(typed, {"gln": error.code}, 422)
+        refuse(form.gln, str(ERRORS[error.code]))
+        return _render_enrol(form, 422)
     except DutyConflict as conflict:
         audit_duty_refusal(conflict)
         db.session.commit()
-        return _render_enrol(typed, {"gln": str(DUTY_REFUSED)}, 422)
+        refuse(form.gln, str(DUTY_REFUSED))
+        return _render_enrol(form, 422)
     target = f"doctor:{checked['gln']}"
     close_pending(pending_step(steps.ENROLMENT, PENDING_ENROLMENT), PENDING_ENROLMENT)
     issued = codes.issue("phone_check", checked["mobile"], staff_user_id=desk_user().id,
                          doctor_id=doctor.id if doctor else None)
     if not send_code(issued, target, "enrolment", first=True):
-        return _render_enrol(typed, {}, 502, sms_failed=True)
+        return _render_enrol(form, 502, sms_failed=True)
     session[PENDING_ENROLMENT] = steps.open_step(
         steps.ENROLMENT, desk_user(), {**checked, "handle": issued.challenge.handle})
     db.session.commit()
     return redirect(url_for("desk.enrol_verify"), code=303)
 
 
-def _render_verify(pending: Mapping[str, Any], challenge: OneTimeCode, error: str | None = None,
+def _render_verify(form: CodeForm, pending: Mapping[str, Any], challenge: OneTimeCode,
                    status: int = 200) -> tuple[str, int]:
     known = db.session.scalar(select(Doctor).where(Doctor.gln == pending.get("gln")))
     return render_template(
-        "staff/desk/verify.html", pending=pending, error=error,
+        "staff/desk/verify.html", form=form, pending=pending,
         tries_left=tries_left(challenge),
         action=url_for("desk.enrol_verify"), resend=url_for("desk.enrol_resend"),
         cancel=url_for("desk.enrol", new=1), heading=_("Vérifier le mobile du médecin"),
@@ -161,13 +129,15 @@ def enrol_verify() -> tuple[str, int] | BaseResponse:
         flash(_("Aucune vérification en cours : saisissez les données du médecin."), "info")
         return redirect(url_for("desk.enrol"), code=303)
     pending = step.data
+    form = CodeForm()
     if request.method == "GET":
-        return _render_verify(pending, challenge)
+        return _render_verify(form, pending, challenge)
     target = f"doctor:{pending['gln']}"
-    result = check_code(target, challenge, str(request.form.get("code", "")))
+    result = check_code(target, challenge, str(form.code.data or ""))
     if result is codes.Check.WRONG:
         db.session.commit()
-        return _render_verify(pending, challenge, _("Code incorrect."), 422)
+        refuse(form.code, str(_("Code incorrect.")))
+        return _render_verify(form, pending, challenge, 422)
     if result is not codes.Check.OK:
         return _restart_enrolment(step, check_result_message(result))
     actor, desk = current_principal().actor, desk_user()

@@ -28,6 +28,7 @@ from app.staff.desk.common import (
     refused_on_doctor,
     requested,
 )
+from app.staff.desk.forms import CodeForm, MobileForm, refuse
 from app.staff.desk.pages import render_doctor
 from app.staff.desk.phone_check import (
     challenge_of,
@@ -38,7 +39,7 @@ from app.staff.desk.phone_check import (
     tries_left,
 )
 from app.staff.duties import DutyConflict
-from app.staff.enrolment import DEACTIVATED, EnrolmentError, change_mobile, normalise_mobile
+from app.staff.enrolment import DEACTIVATED, EnrolmentError, change_mobile
 from app.states import DoctorState
 
 
@@ -47,24 +48,26 @@ from app.states import DoctorState
 def doctor_mobile(doctor_id: int) -> tuple[str, int] | BaseResponse:
     """Change of mobile, step 1: a code goes to the *new* number."""
     doctor = doctor_or_404(doctor_id)
-    typed = str(request.form.get("mobile", ""))[:400]
+    form = MobileForm()
+    if doctor.state == DoctorState.DEACTIVATED.value:
+        refuse(form.mobile, str(ERRORS[DEACTIVATED]))
+        return render_doctor(doctor, form, 422)
+    if not form.validate():
+        return render_doctor(doctor, form, 422)
+    mobile = form.checked["mobile"]
     try:
-        if doctor.state == DoctorState.DEACTIVATED.value:
-            raise EnrolmentError(DEACTIVATED)
-        mobile = normalise_mobile(typed)
         duties.check(doctor, desk_user(), duties.ACCOUNT, "doctor.mobile_changed")
-    except EnrolmentError as error:
-        return render_doctor(doctor, str(ERRORS[error.code]), typed, 422)
     except DutyConflict as conflict:
         audit_duty_refusal(conflict)
         db.session.commit()
-        return render_doctor(doctor, str(DUTY_REFUSED), typed, 422)
+        refuse(form.mobile, str(DUTY_REFUSED))
+        return render_doctor(doctor, form, 422)
     close_pending(pending_step(steps.MOBILE_CHANGE, PENDING_MOBILE), PENDING_MOBILE)
     issued = codes.issue("phone_check", mobile, staff_user_id=desk_user().id, doctor_id=doctor.id)
     if not send_code(issued, target_of(doctor), "mobile_change", first=True):
-        return render_doctor(
-            doctor, _("L'envoi du SMS a échoué : rien n'a été enregistré. Réessayez."), typed, 502
-        )
+        refuse(form.mobile, str(_("L'envoi du SMS a échoué : rien n'a été enregistré. "
+                                  "Réessayez.")))
+        return render_doctor(doctor, form, 502)
     session[PENDING_MOBILE] = steps.open_step(
         steps.MOBILE_CHANGE, desk_user(), {"mobile": mobile, "handle": issued.challenge.handle},
         doctor_id=doctor.id)
@@ -92,10 +95,11 @@ def doctor_mobile_verify(doctor_id: int) -> tuple[str, int] | BaseResponse:
         return back_to(doctor)
     step, challenge = found
     pending = step.data
+    form = CodeForm()
 
-    def page(error: str | None = None, status: int = 200) -> tuple[str, int]:
+    def page(status: int = 200) -> tuple[str, int]:
         return render_template(
-            "staff/desk/verify.html", pending=pending, doctor=doctor, error=error,
+            "staff/desk/verify.html", form=form, pending=pending, doctor=doctor,
             tries_left=tries_left(challenge),
             action=url_for("desk.doctor_mobile_verify", doctor_id=doctor.id),
             resend=url_for("desk.doctor_mobile_resend", doctor_id=doctor.id),
@@ -106,10 +110,11 @@ def doctor_mobile_verify(doctor_id: int) -> tuple[str, int] | BaseResponse:
 
     if request.method == "GET":
         return page()
-    result = check_code(target_of(doctor), challenge, str(request.form.get("code", "")))
+    result = check_code(target_of(doctor), challenge, str(form.code.data or ""))
     if result is codes.Check.WRONG:
         db.session.commit()
-        return page(_("Code incorrect."), 422)
+        refuse(form.code, str(_("Code incorrect.")))
+        return page(422)
     if result is not codes.Check.OK:
         close_pending(step, PENDING_MOBILE)
         db.session.commit()

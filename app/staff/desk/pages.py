@@ -4,13 +4,13 @@ password, unlock, deactivate, reactivate)."""
 
 from __future__ import annotations
 
-from flask import flash, redirect, render_template, request, url_for
+from flask import flash, redirect, render_template, url_for
 from flask_babel import gettext as _
 from sqlalchemy import select
 from werkzeug.wrappers import Response as BaseResponse
 
 from app.auth.session import current_principal, is_locked, requires, target_of, unlock
-from app.dispatch.directory import MAX_QUERY, find_doctors_by_words
+from app.dispatch.directory import find_doctors_by_words
 from app.extensions import db
 from app.models import AuditEvent, Doctor
 from app.notify.outbox import failed_count
@@ -25,6 +25,7 @@ from app.staff.desk.common import (
     requested,
 )
 from app.staff.desk.credentials import keep_credentials
+from app.staff.desk.forms import ActionForm, DoctorSearchForm, MobileForm
 from app.staff.duties import DutyConflict
 from app.staff.enrolment import (
     EnrolmentError,
@@ -42,9 +43,10 @@ HISTORY = 20
 @bp.get("")
 @requires("desk")
 def index() -> str:
-    query = request.args.get("q", "").strip()[:MAX_QUERY]
+    query = DoctorSearchForm().query
     found = find_doctors_by_words(query, SEARCH_LIMIT + 1) if query else []
-    return render_template("staff/desk/index.html", query=query, doctors=found[:SEARCH_LIMIT],
+    return render_template("staff/desk/index.html", form=DoctorSearchForm(), query=query,
+                           doctors=found[:SEARCH_LIMIT],
                            more=len(found) > SEARCH_LIMIT, is_locked=is_locked,
                            failed=failed_count(), waiting=approvals.open_count())
 
@@ -57,13 +59,13 @@ def history(doctor: Doctor) -> list[AuditEvent]:
     ))
 
 
-def render_doctor(doctor: Doctor, mobile_error: str | None = None, mobile_value: str = "",
-                  status: int = 200) -> tuple[str, int]:
-    """The doctor's page; with the error of a new mobile that was refused, if any."""
+def render_doctor(doctor: Doctor, mobile: MobileForm | None = None, status: int = 200
+                  ) -> tuple[str, int]:
+    """The doctor's page; with the form of a new mobile that was refused, if any."""
     return render_template(
         "staff/desk/doctor.html", doctor=doctor, locked=is_locked(doctor),
-        history=history(doctor), mobile_error=mobile_error, mobile_value=mobile_value,
-        waiting=approvals.requests_for(doctor),
+        history=history(doctor), mobile_form=mobile or MobileForm(formdata=None),
+        action_form=ActionForm(formdata=None), waiting=approvals.requests_for(doctor),
         needs_approval=approvals.needs_approval(doctor),
     ), status
 
