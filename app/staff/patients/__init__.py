@@ -13,7 +13,8 @@ search is audited with its result count only (no names in the trail).
 
 The package: ``messages`` (the labels and field messages), ``queries`` (the search, the patient,
 the consents and deliveries read), ``consents`` (a consent form checked as the API's body and
-recorded through the service), ``views`` (the pages).
+recorded through the service), ``forms`` (the consent, new-patient and revocation forms,
+Flask-WTF), ``views`` (the pages).
 """
 
 from __future__ import annotations

@@ -23,17 +23,6 @@ from app.staff import duties
 from app.staff.patients.messages import MESSAGES
 from app.staff.patients.queries import requirement_today
 
-#: Form values kept for showing them again (longer ones are refused anyway).
-KEPT = 1000
-
-CONSENT_FIELDS = ("gln", "electronic_sending", "given_by", "representative_name",
-                  "minor_agreement")
-IDENTITY_FIELDS = ("dpi_id", "family_name", "given_name", "birth_date")
-
-
-def form_values(form: Mapping[str, Any], names: tuple[str, ...]) -> dict[str, str]:
-    return {name: str(form.get(name, ""))[:KEPT] for name in names}
-
 
 def normalise_gln(raw: str) -> str:
     return "".join(raw.split())

@@ -4,7 +4,6 @@ sent yet."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
@@ -20,13 +19,11 @@ from app.gln import is_valid_gln
 from app.labels import RULE_LABELS, STATUS_LABELS, type_label
 from app.models import Patient
 from app.staff.patients.consents import (
-    CONSENT_FIELDS,
-    IDENTITY_FIELDS,
     Recorded,
     apply_consent,
     check_consent_form,
-    form_values,
 )
+from app.staff.patients.forms import ConsentForm, NewPatientForm, RevokeForm
 from app.staff.patients.messages import GIVEN_BY_LABELS, MESSAGES, REQUIREMENT_LABELS
 from app.staff.patients.queries import (
     PatientSearch,
@@ -83,8 +80,7 @@ def _shown_deliveries() -> int:
     return DELIVERIES_STEP
 
 
-def render_patient(patient: Patient, values: Mapping[str, str] | None = None,
-                   errors: Mapping[str, str] | None = None, status: int = 200
+def render_patient(patient: Patient, form: ConsentForm | None = None, status: int = 200
                    ) -> tuple[str, int]:
     """The patient page, audited as an access to the patient's data (and committed)."""
     limit = _shown_deliveries()
@@ -93,15 +89,15 @@ def render_patient(patient: Patient, values: Mapping[str, str] | None = None,
     record(current_principal().actor, "patient.viewed", target=f"patient:{patient.dpi_id}",
            patient=patient.dpi_id)
     db.session.commit()
-    if values is None:
+    if form is None:
         gln = request.args.get("gln", "")
-        values = {"gln": gln if is_valid_gln(gln) else "", "electronic_sending": "yes",
-                  "given_by": "", "representative_name": "", "minor_agreement": ""}
+        form = ConsentForm(formdata=None, data={"gln": gln if is_valid_gln(gln) else "",
+                                                "electronic_sending": "yes"})
     return render_template(
         "staff/patients/show.html", patient=patient, consents=consents, deliveries=deliveries,
         more=more, next_shown=min(limit + DELIVERIES_STEP, DELIVERIES_MAX),
         age=age_today(patient.birth_date), requirement=requirement_today(patient.birth_date),
-        values=values, errors=errors or {}, type_label=type_label,
+        form=form, revoke_form=RevokeForm(formdata=None), type_label=type_label,
     ), status
 
 
@@ -139,13 +135,14 @@ def _flash_recorded(recorded: Recorded) -> None:
 @requires("staff", "desk")
 def add_consent(dpi_id: str) -> tuple[str, int] | BaseResponse:
     patient = patient_or_404(dpi_id)
-    values = form_values(request.form, CONSENT_FIELDS)
-    gln, data, errors = check_consent_form(values, patient.family_name, patient.given_name,
-                                           patient.birth_date.isoformat())
+    form = ConsentForm()
+    gln, data, errors = check_consent_form(form.values(), patient.family_name,
+                                           patient.given_name, patient.birth_date.isoformat())
     outcome = apply_consent(patient.dpi_id, gln, data) if data and not errors else errors
     if not isinstance(outcome, Recorded):
         db.session.rollback()
-        return render_patient(patient_or_404(dpi_id), values, outcome, 422)
+        form.show_errors(outcome)
+        return render_patient(patient_or_404(dpi_id), form, 422)
     db.session.commit()
     _flash_recorded(outcome)
     return redirect(url_for("staff_patients.show", dpi_id=patient.dpi_id), code=303)
@@ -173,9 +170,8 @@ def revoke(dpi_id: str, gln: str) -> BaseResponse:
 # --- a patient not yet known to Relais -------------------------------------------------------
 
 
-def _render_new(values: Mapping[str, str], errors: Mapping[str, str], status: int = 200
-                ) -> tuple[str, int]:
-    return render_template("staff/patients/new.html", values=values, errors=errors), status
+def _render_new(form: NewPatientForm, status: int = 200) -> tuple[str, int]:
+    return render_template("staff/patients/new.html", form=form), status
 
 
 @bp.route("/new", methods=["GET", "POST"])
@@ -183,14 +179,16 @@ def _render_new(values: Mapping[str, str], errors: Mapping[str, str], status: in
 def new() -> tuple[str, int] | BaseResponse:
     """Register a patient the DPI has not sent yet, with the consent that makes it known."""
     if request.method == "GET":
-        values = form_values(request.args, IDENTITY_FIELDS + CONSENT_FIELDS)
-        if not is_valid_id(values["dpi_id"], PATIENT_ID_MAX):
-            values["dpi_id"] = ""
-        if not is_valid_gln(values["gln"]):
-            values["gln"] = ""
-        values["electronic_sending"] = values["electronic_sending"] or "yes"
-        return _render_new(values, {})
-    values = form_values(request.form, IDENTITY_FIELDS + CONSENT_FIELDS)
+        # Filled in from a link (the worklist's "register this patient"), what is valid only.
+        form = NewPatientForm(formdata=request.args)
+        if not is_valid_id(form.dpi_id.data or "", PATIENT_ID_MAX):
+            form.dpi_id.data = ""
+        if not is_valid_gln(form.gln.data or ""):
+            form.gln.data = ""
+        form.electronic_sending.data = form.electronic_sending.data or "yes"
+        return _render_new(form)
+    form = NewPatientForm()
+    values = form.values()
     dpi_id = values["dpi_id"].strip()
     errors: dict[str, str] = {}
     if not dpi_id:
@@ -217,4 +215,5 @@ def new() -> tuple[str, int] | BaseResponse:
         _flash_recorded(outcome)
         return redirect(url_for("staff_patients.show", dpi_id=dpi_id), code=303)
     db.session.rollback()
-    return _render_new(values, outcome, 422)
+    form.show_errors(outcome)
+    return _render_new(form, 422)
