@@ -51,6 +51,7 @@ from app.audit.trail import check_chain, record_verification
 from app.auth.session import current_principal, requires
 from app.extensions import db
 from app.models.base import utcnow
+from app.staff.forms import ButtonForm
 from app.web.origin import from_our_pages
 
 bp = Blueprint("audit_viewer", __name__, url_prefix="/staff/audit")
@@ -96,6 +97,7 @@ def index() -> tuple[str, int]:
         compact=compact,
         export_limit=format_number(queries.EXPORT_LIMIT),
         first_page=bool(filters.raw["before"]),
+        button_form=ButtonForm(formdata=None),
     ), 400 if errors else 200
 
 

@@ -31,7 +31,8 @@ from app.labels import RULE_LABELS, STATUS_LABELS, type_label
 from app.models import Delivery, Doctor, Document, Patient
 from app.models.base import zurich_midnight
 from app.staff import duties
-from app.staff.worklist_forms import HandlingForm, NoActionForm, RedirectForm
+from app.staff.forms import ButtonForm
+from app.staff.worklist_forms import NoActionForm, RedirectForm
 from app.states import NEEDS_A_PERSON
 from app.web.listing import date_arg, decode_cursor, encode_cursor
 
@@ -223,7 +224,7 @@ def _render(delivery: Delivery, no_action: NoActionForm | None = None, status: i
         candidates=candidates, already=others,
         may_recheck=is_open and delivery.status in NEEDS_A_PERSON,
         retracted=delivery.document.retracted_at is not None,
-        handling_form=HandlingForm(formdata=None), redirect_form=redirect_form,
+        handling_form=ButtonForm(formdata=None), redirect_form=redirect_form,
         no_action_form=no_action or NoActionForm(formdata=None),
         note_max=service.HANDLING_NOTE_MAX,
     ), status

@@ -1,5 +1,5 @@
 """The worklist's handling forms (Flask-WTF): send to the right doctor, no action with a note,
-and the one-button handlings (by post, re-examine).
+(the one-button handlings, by post and re-examine, are ``app/staff/forms.py``'s ButtonForm).
 
 The rules of a handling (a note required, at most ``HANDLING_NOTE_MAX`` characters; a doctor
 the patient consented to) live in the dispatch service; the forms carry the fields and show the
@@ -27,11 +27,6 @@ def _gln(value: object) -> object:
 
 def _kept_note(value: object) -> object:
     return value[:NOTE_KEPT] if isinstance(value, str) else value
-
-
-class HandlingForm(PostForm):
-    """A handling of one button (by post, re-examine): the CSRF token alone, which the global
-    check verifies before the view runs."""
 
 
 class RedirectForm(PostForm):

@@ -126,8 +126,3 @@ class MobileForm(CheckedForm):
 
     mobile = StringField(_l("Nouveau numéro de mobile"), filters=[_kept(KEPT)],
                          validators=[checked_by(normalise_mobile)])
-
-
-class ActionForm(PostForm):
-    """An account action of one button (reset, unlock, deactivate, reactivate): the CSRF
-    token alone, which the global check verifies before the view runs."""

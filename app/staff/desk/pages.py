@@ -25,7 +25,7 @@ from app.staff.desk.common import (
     requested,
 )
 from app.staff.desk.credentials import keep_credentials
-from app.staff.desk.forms import ActionForm, DoctorSearchForm, MobileForm
+from app.staff.desk.forms import DoctorSearchForm, MobileForm
 from app.staff.duties import DutyConflict
 from app.staff.enrolment import (
     EnrolmentError,
@@ -33,6 +33,7 @@ from app.staff.enrolment import (
     reactivate_doctor,
     reset_password,
 )
+from app.staff.forms import ButtonForm
 
 #: Doctors listed for one search; one more is asked for, to say that there are others.
 SEARCH_LIMIT = 50
@@ -65,7 +66,7 @@ def render_doctor(doctor: Doctor, mobile: MobileForm | None = None, status: int 
     return render_template(
         "staff/desk/doctor.html", doctor=doctor, locked=is_locked(doctor),
         history=history(doctor), mobile_form=mobile or MobileForm(formdata=None),
-        action_form=ActionForm(formdata=None), waiting=approvals.requests_for(doctor),
+        action_form=ButtonForm(formdata=None), waiting=approvals.requests_for(doctor),
         needs_approval=approvals.needs_approval(doctor),
     ), status
 

@@ -1,5 +1,5 @@
 """The forms of the staff's patient pages (Flask-WTF): a consent, a new patient with a consent,
-and the revocation of one.
+(a revocation is ``app/staff/forms.py``'s ButtonForm).
 
 A consent is checked by the DPI API's own rules (``app/staff/patients/consents.py`` reads the
 form as the API's body): the form carries the fields, keeps what was typed, and shows each
@@ -73,7 +73,3 @@ class NewPatientForm(ConsentForm):
     family_name = StringField(_l("Nom de famille"), filters=[_kept])
     given_name = StringField(_l("Prénom"), filters=[_kept])
     birth_date = StringField(_l("Date de naissance"), filters=[_kept])
-
-
-class RevokeForm(PostForm):
-    """The revocation of one consent: a button, and the CSRF token the global check verifies."""

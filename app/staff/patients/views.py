@@ -18,12 +18,13 @@ from app.extensions import db
 from app.gln import is_valid_gln
 from app.labels import RULE_LABELS, STATUS_LABELS, type_label
 from app.models import Patient
+from app.staff.forms import ButtonForm
 from app.staff.patients.consents import (
     Recorded,
     apply_consent,
     check_consent_form,
 )
-from app.staff.patients.forms import ConsentForm, NewPatientForm, RevokeForm
+from app.staff.patients.forms import ConsentForm, NewPatientForm
 from app.staff.patients.messages import GIVEN_BY_LABELS, MESSAGES, REQUIREMENT_LABELS
 from app.staff.patients.queries import (
     PatientSearch,
@@ -97,7 +98,7 @@ def render_patient(patient: Patient, form: ConsentForm | None = None, status: in
         "staff/patients/show.html", patient=patient, consents=consents, deliveries=deliveries,
         more=more, next_shown=min(limit + DELIVERIES_STEP, DELIVERIES_MAX),
         age=age_today(patient.birth_date), requirement=requirement_today(patient.birth_date),
-        form=form, revoke_form=RevokeForm(formdata=None), type_label=type_label,
+        form=form, revoke_form=ButtonForm(formdata=None), type_label=type_label,
     ), status
 
 
