@@ -1,4 +1,5 @@
-"""The forms of the staff's patient pages (Flask-WTF): a consent, a new patient with a consent,
+"""The forms of the staff's patient pages (Flask-WTF): the patient search, a consent, a new
+patient with a consent,
 (a revocation is ``app/staff/forms.py``'s ButtonForm).
 
 A consent is checked by the DPI API's own rules (``app/staff/patients/consents.py`` reads the
@@ -16,7 +17,7 @@ from wtforms import BooleanField, RadioField, StringField
 from wtforms.fields.choices import SelectChoice
 
 from app.staff.patients.messages import GIVEN_BY_LABELS
-from app.web.forms import PostForm
+from app.web.forms import PostForm, QueryForm
 
 #: Form values kept for showing them again (longer ones are refused anyway).
 KEPT = 1000
@@ -24,6 +25,33 @@ KEPT = 1000
 
 def _kept(value: Any) -> Any:
     return value[:KEPT] if isinstance(value, str) else value
+
+
+def _stripped(value: Any) -> Any:
+    return value.strip() if isinstance(value, str) else value
+
+
+def show_errors(form: Any, errors: Mapping[str, str]) -> None:
+    """Each refusal on its field (one the form has no field for, above the form)."""
+    for name, message in errors.items():
+        if name in form._fields and name != "csrf_token":
+            field = form._fields[name]
+            field.errors = [*field.errors, message]
+        else:
+            form.form_errors.append(message)
+
+
+class PatientSearchForm(QueryForm):
+    """By name (and birth date), or by DPI id; checked by ``queries.search_patients``."""
+
+    q = StringField(_l("Nom ou prénom"), filters=[_stripped])
+    birth_date = StringField(_l("Date de naissance"), filters=[_stripped])
+    dpi_id = StringField(_l("Identifiant DPI"), filters=[_stripped])
+
+    def asked(self) -> tuple[str, str, str]:
+        """The name words, the birth date and the DPI id, as typed (stripped)."""
+        return (str(self.q.data or ""), str(self.birth_date.data or ""),
+                str(self.dpi_id.data or ""))
 
 
 class ConsentForm(PostForm):
@@ -58,12 +86,7 @@ class ConsentForm(PostForm):
 
     def show_errors(self, errors: Mapping[str, str]) -> None:
         """Each refusal on its field (one the form has no field for, above the form)."""
-        for name, message in errors.items():
-            if name in self._fields and name != "csrf_token":
-                field = self._fields[name]
-                field.errors = [*field.errors, message]
-            else:
-                self.form_errors.append(message)
+        show_errors(self, errors)
 
 
 class NewPatientForm(ConsentForm):

@@ -24,7 +24,12 @@ from app.staff.patients.consents import (
     apply_consent,
     check_consent_form,
 )
-from app.staff.patients.forms import ConsentForm, NewPatientForm
+from app.staff.patients.forms import (
+    ConsentForm,
+    NewPatientForm,
+    PatientSearchForm,
+    show_errors,
+)
 from app.staff.patients.messages import GIVEN_BY_LABELS, MESSAGES, REQUIREMENT_LABELS
 from app.staff.patients.queries import (
     PatientSearch,
@@ -56,21 +61,22 @@ def staff_patient_labels() -> dict[str, Any]:
 @bp.get("")
 @requires("staff", "desk")
 def index() -> tuple[str, int]:
-    args = request.args
-    q, birth_date, dpi_id = ((args.get(name) or "").strip()
-                             for name in ("q", "birth_date", "dpi_id"))
+    form = PatientSearchForm()
+    q, birth_date, dpi_id = form.asked()
     if (q or birth_date or dpi_id) and not from_our_pages():
         # A search sent by another site (or a bookmark) is not run: it would put a search under
         # this person's name. The form comes back filled in, for them to run it themselves.
         unrun = PatientSearch(q=q, birth_date=birth_date, dpi_id=dpi_id)
-        return render_template("staff/patients/index.html", found=unrun, confirm=True), 200
+        return render_template("staff/patients/index.html", form=form, found=unrun,
+                               confirm=True), 200
     found = search_patients(q, birth_date, dpi_id)
+    show_errors(form, found.errors)
     if found.asked and not found.errors:
         record(current_principal().actor, "patients.searched",
                details={"results": len(found.patients), "by": "dpi_id" if found.dpi_id
                         else "name"})
         db.session.commit()
-    return render_template("staff/patients/index.html", found=found), (
+    return render_template("staff/patients/index.html", form=form, found=found), (
         422 if found.errors else 200)
 
 
