@@ -51,6 +51,7 @@ from app.audit.trail import check_chain, record_verification
 from app.auth.session import current_principal, requires
 from app.extensions import db
 from app.models.base import utcnow
+from app.staff.audit_forms import AuditFilterForm
 from app.staff.forms import ButtonForm
 from app.web.origin import from_our_pages
 
@@ -80,6 +81,9 @@ def _filters_or_400() -> AuditFilters:
 @requires("desk")
 def index() -> tuple[str, int]:
     filters, errors = parse_filters(request.args)
+    messages = {name: str(ERRORS[code]) for name, code in errors.items()}
+    form = AuditFilterForm()
+    form.fill(filters, messages)
     page = None
     if not errors:
         before = int(filters.raw["before"]) if filters.raw["before"] else None
@@ -89,7 +93,8 @@ def index() -> tuple[str, int]:
     return render_template(
         "staff/audit/index.html",
         filters=filters,
-        errors={name: str(ERRORS[code]) for name, code in errors.items()},
+        form=form,
+        errors=messages,
         page=page,
         actions=actions_present(),
         verification=verification,
