@@ -32,7 +32,7 @@ from app.models import Delivery, Doctor, Document, Patient
 from app.models.base import zurich_midnight
 from app.staff import duties
 from app.staff.forms import ButtonForm
-from app.staff.worklist_forms import NoActionForm, RedirectForm
+from app.staff.worklist_forms import NoActionForm, RedirectForm, WorklistFilterForm
 from app.states import NEEDS_A_PERSON
 from app.web.listing import date_arg, decode_cursor, encode_cursor
 
@@ -191,9 +191,14 @@ def services_present() -> list[str]:
 def index() -> str:
     filters = parse_filters()
     after = request.args.get("after") or None
+    form = WorklistFilterForm()
+    form.offer(KIND_LABELS, services_present())
+    form.fill(filters.state, filters.kind, filters.service,
+              (filters.date_from.isoformat() if filters.date_from else "",
+               filters.date_to.isoformat() if filters.date_to else ""))
     return render_template(
         "staff/worklist/index.html", page=list_page(filters, after), filters=filters,
-        services=services_present(), type_label=type_label, first_page=bool(after),
+        form=form, type_label=type_label, first_page=bool(after),
     )
 
 

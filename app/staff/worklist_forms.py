@@ -1,4 +1,5 @@
-"""The worklist's handling forms (Flask-WTF): send to the right doctor, no action with a note,
+"""The worklist's forms (Flask-WTF): the filter bar, and the handlings: send to the right doctor,
+no action with a note,
 (the one-button handlings, by post and re-examine, are ``app/staff/forms.py``'s ButtonForm).
 
 The rules of a handling (a note required, at most ``HANDLING_NOTE_MAX`` characters; a doctor
@@ -8,14 +9,14 @@ service's refusal on its field.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from flask_babel import lazy_gettext as _l
-from wtforms import SelectField, TextAreaField
+from wtforms import RadioField, SelectField, StringField, TextAreaField
 from wtforms.fields.choices import SelectChoice
 
 from app.models import Doctor
-from app.web.forms import PostForm
+from app.web.forms import PostForm, QueryForm
 
 #: Longest note kept for showing it again (longer ones are refused by the service).
 NOTE_KEPT = 2000
@@ -27,6 +28,33 @@ def _gln(value: object) -> object:
 
 def _kept_note(value: object) -> object:
     return value[:NOTE_KEPT] if isinstance(value, str) else value
+
+
+class WorklistFilterForm(QueryForm):
+    """What the list shows: open or handled, the reason, the service, the days received. The
+    worklist's ``parse_filters`` checks them (a 400 for a value that is not one)."""
+
+    state = RadioField(_l("Afficher"), validate_choice=False,
+                       choices=[SelectChoice("open", _l("À traiter")),
+                                SelectChoice("handled", _l("Traités"))])
+    kind = SelectField(_l("Motif"), id="filter-kind", validate_choice=False)
+    service = SelectField(_l("Service"), id="filter-service", validate_choice=False)
+    date_from = StringField(_l("Reçu depuis le"), name="from", id="filter-from",
+                            render_kw={"type": "date"})
+    date_to = StringField(_l("Reçu jusqu'au"), name="to", id="filter-to",
+                          render_kw={"type": "date"})
+
+    def offer(self, kinds: Mapping[str, object], services: Iterable[str]) -> None:
+        """The reasons and the services to choose from."""
+        self.kind.choices = [SelectChoice("", _l("Tous les motifs")),
+                             *(SelectChoice(code, str(label)) for code, label in kinds.items())]
+        self.service.choices = [SelectChoice("", _l("Tous les services")),
+                                *(SelectChoice(code, code) for code in services)]
+
+    def fill(self, state: str, kind: str, service: str, days: tuple[str, str]) -> None:
+        """Each field as the parsed filters have it."""
+        self.state.data, self.kind.data, self.service.data = state, kind, service
+        self.date_from.data, self.date_to.data = days
 
 
 class RedirectForm(PostForm):
