@@ -68,3 +68,28 @@ def find_doctors(
             query.order_by(Doctor.family_name, Doctor.given_name, Doctor.gln).limit(limit)
         )
     )
+
+
+def find_doctors_by_words(words: str, limit: int = DEFAULT_LIMIT) -> list[Doctor]:
+    """The desk's shape of the same search: doctors whose family or given name, login or GLN
+    contains every word of ``words`` (any case, the first five words), ordered by name then id,
+    at most ``limit``. HIN identities are loaded with them (for ``sign_in_mode``)."""
+    terms = words.lower().split()[:5]
+    if not terms:
+        return []
+    query = select(Doctor).options(selectinload(Doctor.identities))
+    for term in terms:
+        like = contains_pattern(term)
+        query = query.where(
+            or_(
+                Doctor.family_name.ilike(like, escape="\\"),
+                Doctor.given_name.ilike(like, escape="\\"),
+                Doctor.login.ilike(like, escape="\\"),
+                Doctor.gln.like(like, escape="\\"),
+            )
+        )
+    return list(
+        db.session.scalars(
+            query.order_by(Doctor.family_name, Doctor.given_name, Doctor.id).limit(limit)
+        )
+    )

@@ -25,6 +25,7 @@ from app.models import ApiClient, Notification, StaffUser
 from app.notify import outbox
 from app.scopes import Scope
 from app.staff import accounts
+from app.staff.forms import ButtonForm
 
 bp = Blueprint("desk_admin", __name__, url_prefix="/staff/desk")
 
@@ -98,7 +99,7 @@ def _or_404(model: type[T], row_id: int) -> T:
 def notifications() -> str:
     rows = outbox.failed_notifications(limit=FAILED_SHOWN)
     return render_template(
-        "staff/admin/notifications.html", rows=rows,
+        "staff/admin/notifications.html", rows=rows, button_form=ButtonForm(formdata=None),
         refusals={row.id: outbox.resend_refusal(row) for row in rows},
         total=outbox.failed_count(), shown=FAILED_SHOWN,
     )
@@ -134,6 +135,7 @@ def accounts_page() -> str:
     ).all()
     return render_template(
         "staff/admin/accounts.html", staff=staff, clients=clients, me=me, is_locked=is_locked,
+        button_form=ButtonForm(formdata=None),
         deactivation_refusal={u.id: accounts.desk_deactivation_refusal(u, me)
                               for u in staff if u.active},
         reactivation_refusal={u.id: accounts.reactivation_refusal(u)
@@ -188,7 +190,8 @@ def staff_reactivate(user_id: int) -> BaseResponse:
 @requires("desk")
 def client_revoke_confirm(client_id: int) -> str:
     """The confirmation step: what revoking means, and one explicit button."""
-    return render_template("staff/admin/revoke.html", client=_or_404(ApiClient, client_id))
+    return render_template("staff/admin/revoke.html", client=_or_404(ApiClient, client_id),
+                           button_form=ButtonForm(formdata=None))
 
 
 @bp.post("/accounts/clients/<int:client_id>/revoke")

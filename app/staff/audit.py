@@ -28,8 +28,10 @@ from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from werkzeug.wrappers import Response as BaseResponse
 
-from app.audit import export, record
-from app.audit.export import (
+from app.audit import queries, record
+from app.audit.csv_export import csv_lines
+from app.audit.fhir import bundle_chunks
+from app.audit.queries import (
     INVALID_CURSOR,
     INVALID_TEXT,
     INVALID_TIME,
@@ -37,9 +39,7 @@ from app.audit.export import (
     TOO_LONG,
     AuditFilters,
     actions_present,
-    bundle_chunks,
     compact,
-    csv_lines,
     events_page,
     export_count,
     export_rows,
@@ -51,6 +51,8 @@ from app.audit.trail import check_chain, record_verification
 from app.auth.session import current_principal, requires
 from app.extensions import db
 from app.models.base import utcnow
+from app.staff.audit_forms import AuditFilterForm
+from app.staff.forms import ButtonForm
 from app.web.origin import from_our_pages
 
 bp = Blueprint("audit_viewer", __name__, url_prefix="/staff/audit")
@@ -79,6 +81,9 @@ def _filters_or_400() -> AuditFilters:
 @requires("desk")
 def index() -> tuple[str, int]:
     filters, errors = parse_filters(request.args)
+    messages = {name: str(ERRORS[code]) for name, code in errors.items()}
+    form = AuditFilterForm()
+    form.fill(filters, messages)
     page = None
     if not errors:
         before = int(filters.raw["before"]) if filters.raw["before"] else None
@@ -88,14 +93,16 @@ def index() -> tuple[str, int]:
     return render_template(
         "staff/audit/index.html",
         filters=filters,
-        errors={name: str(ERRORS[code]) for name, code in errors.items()},
+        form=form,
+        errors=messages,
         page=page,
         actions=actions_present(),
         verification=verification,
         added_since=last_id - verification.id if verification else last_id,
         compact=compact,
-        export_limit=format_number(export.EXPORT_LIMIT),
+        export_limit=format_number(queries.EXPORT_LIMIT),
         first_page=bool(filters.raw["before"]),
+        button_form=ButtonForm(formdata=None),
     ), 400 if errors else 200
 
 
@@ -127,7 +134,7 @@ def _export_as(kind: str) -> BaseResponse:
     record(current_principal().actor, "audit.exported", target="audit:trail",
            patient=filters.patient or None,
            details={"format": kind, "count": count, "through": through,
-                    "capped": count >= export.EXPORT_LIMIT, "filters": filters.described()})
+                    "capped": count >= queries.EXPORT_LIMIT, "filters": filters.described()})
     db.session.commit()
     now = utcnow()
     # Streamed: each batch is read in an application context of its own (see export_rows).

@@ -27,9 +27,11 @@ from app.models import DeskApproval, StaffUser
 from app.models.base import utcnow
 from app.staff import approvals, duties
 from app.staff.approvals import ApprovalRefused
-from app.staff.desk import ERRORS, keep_credentials
+from app.staff.desk.common import ERRORS
+from app.staff.desk.credentials import keep_credentials
 from app.staff.duties import DutyConflict
 from app.staff.enrolment import EnrolmentError
+from app.staff.forms import ButtonForm
 
 bp = Blueprint("desk_approvals", __name__, url_prefix="/staff/desk")
 
@@ -95,7 +97,8 @@ def show(approval_id: int) -> str:
     approval = _approval_or_404(approval_id)
     return render_template("staff/desk/approval.html", approval=approval,
                            doctor=approval.doctor, change=approval.change or {},
-                           state=state_of(approval), me=_me())
+                           state=state_of(approval), me=_me(),
+                           button_form=ButtonForm(formdata=None))
 
 
 def _back(approval_id: int) -> BaseResponse:

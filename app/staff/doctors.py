@@ -14,6 +14,8 @@ from typing import Any
 from flask import Blueprint, render_template, request
 from flask_babel import lazy_gettext as _l
 from sqlalchemy import select
+from wtforms import SelectField, StringField
+from wtforms.fields.choices import SelectChoice
 
 from app.auth.session import requires
 from app.dispatch import directory
@@ -22,6 +24,7 @@ from app.dispatch.validation import PATIENT_ID_MAX, is_valid_id
 from app.extensions import db
 from app.labels import SPECIALTIES, specialty_label
 from app.models import Patient
+from app.web.forms import QueryForm
 
 bp = Blueprint("staff_doctors", __name__, url_prefix="/staff/doctors")
 
@@ -33,6 +36,37 @@ FIELD_ERRORS = {
     "control": _l("Sans caractères de contrôle (retours à la ligne, tabulations)."),
     "specialty": _l("Choisissez une spécialité de la liste."),
 }
+
+
+def _stripped(value: Any) -> Any:
+    return value.strip() if isinstance(value, str) else value
+
+
+class DoctorLookupForm(QueryForm):
+    """Name or GLN, specialty, locality: checked by :func:`lookup` as the API checks them."""
+
+    q = StringField(_l("Nom ou GLN"), filters=[_stripped],
+                    render_kw={"type": "search", "maxlength": directory.MAX_QUERY,
+                               "autocomplete": "off"})
+    specialty = SelectField(_l("Spécialité"), validate_choice=False, filters=[_stripped])
+    locality = StringField(_l("Localité"), filters=[_stripped],
+                           render_kw={"type": "search", "maxlength": directory.MAX_LOCALITY,
+                                      "autocomplete": "off"})
+
+    def __init__(self) -> None:
+        super().__init__()
+        specialties = sorted(((code, specialty_label(code)) for code in SPECIALTIES),
+                             key=lambda item: item[1].casefold())
+        self.specialty.choices = [SelectChoice("", _l("Toutes les spécialités")),
+                                  *(SelectChoice(code, label) for code, label in specialties)]
+
+    def asked(self) -> tuple[str, str, str]:
+        return (str(self.q.data or ""), str(self.specialty.data or ""),
+                str(self.locality.data or ""))
+
+    def show(self, errors: dict[str, str]) -> None:
+        for name, message in errors.items():
+            self[name].errors = [message]
 
 
 @dataclass
@@ -87,12 +121,11 @@ def patient_for(raw: str | None) -> Patient | None:
 @bp.get("")
 @requires("staff", "desk")
 def index() -> tuple[str, int]:
-    args = request.args
-    found = lookup(*((args.get(name) or "").strip() for name in ("q", "specialty", "locality")))
-    patient = patient_for(args.get("for"))
-    specialties = sorted(((code, specialty_label(code)) for code in SPECIALTIES),
-                         key=lambda item: item[1].casefold())
+    form = DoctorLookupForm()
+    found = lookup(*form.asked())
+    form.show(found.errors)
+    patient = patient_for(request.args.get("for"))
     return render_template(
-        "staff/doctors/index.html", found=found, patient=patient, specialties=specialties,
+        "staff/doctors/index.html", form=form, found=found, patient=patient,
         specialty_label=specialty_label,
     ), 422 if found.errors else 200

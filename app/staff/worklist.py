@@ -31,6 +31,8 @@ from app.labels import RULE_LABELS, STATUS_LABELS, type_label
 from app.models import Delivery, Doctor, Document, Patient
 from app.models.base import zurich_midnight
 from app.staff import duties
+from app.staff.forms import ButtonForm
+from app.staff.worklist_forms import NoActionForm, RedirectForm, WorklistFilterForm
 from app.states import NEEDS_A_PERSON
 from app.web.listing import date_arg, decode_cursor, encode_cursor
 
@@ -189,9 +191,14 @@ def services_present() -> list[str]:
 def index() -> str:
     filters = parse_filters()
     after = request.args.get("after") or None
+    form = WorklistFilterForm()
+    form.offer(KIND_LABELS, services_present())
+    form.fill(filters.state, filters.kind, filters.service,
+              (filters.date_from.isoformat() if filters.date_from else "",
+               filters.date_to.isoformat() if filters.date_to else ""))
     return render_template(
         "staff/worklist/index.html", page=list_page(filters, after), filters=filters,
-        services=services_present(), type_label=type_label, first_page=bool(after),
+        form=form, type_label=type_label, first_page=bool(after),
     )
 
 
@@ -209,18 +216,22 @@ def load(delivery_id: int) -> Delivery:
     return delivery
 
 
-def _render(delivery: Delivery, note: str = "", note_error: str | None = None,
-            status: int = 200) -> tuple[str, int]:
+def _render(delivery: Delivery, no_action: NoActionForm | None = None, status: int = 200
+            ) -> tuple[str, int]:
     is_open = delivery.handled_at is None and handling.on_worklist(delivery)
     candidates = handling.redirect_candidates(delivery) if is_open else []
     others = {d.recipient_gln for d in delivery.document.deliveries}
+    redirect_form = RedirectForm(formdata=None)
+    redirect_form.offer(candidates, others, str(_("a déjà ce document")))
     return render_template(
         "staff/worklist/show.html", delivery=delivery, document=delivery.document,
         patient=delivery.document.patient, type_label=type_label, is_open=is_open,
         candidates=candidates, already=others,
         may_recheck=is_open and delivery.status in NEEDS_A_PERSON,
         retracted=delivery.document.retracted_at is not None,
-        note=note, note_error=note_error, note_max=handling.HANDLING_NOTE_MAX,
+        handling_form=ButtonForm(formdata=None), redirect_form=redirect_form,
+        no_action_form=no_action or NoActionForm(formdata=None),
+        note_max=handling.HANDLING_NOTE_MAX,
     ), status
 
 
@@ -257,14 +268,15 @@ def posted(delivery_id: int) -> BaseResponse:
 @requires("staff", "desk")
 def no_action(delivery_id: int) -> tuple[str, int] | BaseResponse:
     delivery = load(delivery_id)
-    note = str(request.form.get("note", ""))
+    form = NoActionForm()
     try:
         handling.mark_handled(delivery, handling.HANDLED_NO_ACTION, current_principal().actor,
-                             note)
+                             form.text)
     except handling.HandlingRefused as refusal:
         if refusal.code in (handling.NOTE_REQUIRED, handling.NOTE_TOO_LONG):
             db.session.rollback()
-            return _render(load(delivery_id), note[:2000], str(REFUSALS[refusal.code]), 422)
+            form.note.errors = [str(REFUSALS[refusal.code])]
+            return _render(load(delivery_id), form, 422)
         return _refused(delivery_id, refusal)
     db.session.commit()
     flash(_("Remise traitée : aucune action."), "info")
@@ -275,7 +287,7 @@ def no_action(delivery_id: int) -> tuple[str, int] | BaseResponse:
 @requires("staff", "desk")
 def redirect_to_doctor(delivery_id: int) -> BaseResponse:
     delivery = load(delivery_id)
-    gln = str(request.form.get("gln", "")).strip()[:13]
+    gln = str(RedirectForm().gln.data or "")
     principal = current_principal()
     patient = delivery.document.patient.dpi_id
     try:

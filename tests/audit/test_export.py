@@ -22,8 +22,9 @@ from sqlalchemy import select
 from werkzeug.test import TestResponse
 
 from app.audit import CLI, Actor, record, verify
-from app.audit import export as audit_export
-from app.audit.export import (
+from app.audit import queries as audit_export
+from app.audit.csv_export import neutralise
+from app.audit.fhir import (
     ACTION_PATTERNS,
     BALP,
     CREATE,
@@ -32,12 +33,9 @@ from app.audit.export import (
     QUERY,
     READ,
     UPDATE,
-    AuditFilters,
-    export_rows,
-    neutralise,
-    parse_filters,
     pattern_for,
 )
+from app.audit.queries import AuditFilters, export_rows, parse_filters
 from app.extensions import db
 from app.models import AuditEvent, StaffUser
 from app.staff.accounts import create_staff
@@ -300,7 +298,7 @@ def test_query_pattern_for_exports_and_verifications(client: FlaskClient, desk: 
 
 
 def test_a_broken_chain_verification_is_a_major_failure(app: Flask) -> None:
-    from app.audit.export import audit_event_resource
+    from app.audit.fhir import audit_event_resource
     from app.audit.trail import ChainBreak, Verification, record_verification
 
     event = record_verification(CLI, Verification(ChainBreak(3, "rewritten"), 3))

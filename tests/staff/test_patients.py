@@ -638,7 +638,7 @@ def test_a_patient_the_dpi_creates_meanwhile_keeps_the_dpis_identity(
     from sqlalchemy.exc import IntegrityError
 
     from app.dispatch import consent
-    from app.staff import patients
+    from app.staff.patients import consents as staff_consents
 
     real = consent.record_consent
     calls: list[str] = []
@@ -653,7 +653,7 @@ def test_a_patient_the_dpi_creates_meanwhile_keeps_the_dpis_identity(
             raise IntegrityError("INSERT INTO patients", None, Exception("duplicate"))
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(patients, "record_consent", racing)
+    monkeypatch.setattr(staff_consents, "record_consent", racing)
     answer = post(client, "/staff/patients/new", NEW_PATIENT)
     assert answer.status_code == 303
     db.session.expire_all()

@@ -196,7 +196,7 @@ def test_failed_sign_ins_log_no_login_password_email_phone_or_code(
 def test_an_unhandled_exception_logs_its_traceback_without_local_values(
     client: FlaskClient, captured: Captured, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from app.staff import patients as staff_patients
+    from app.staff.patients import views as staff_patients
     from tests.staff.test_patients import add_patient
 
     add_patient()
