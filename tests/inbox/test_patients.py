@@ -20,8 +20,8 @@ from app.extensions import db
 from app.inbox.patient_queries import PAGE_SIZE, list_patients, months_before
 from app.models import Consent, Delivery, Doctor, Document, Patient
 from app.models.base import utcnow
+from tests.support.pages import assert_no_inline_code
 from tests.support.signin import sign_in_as
-from tests.web.test_pages import assert_no_inline_code
 
 _serial = count(1)
 

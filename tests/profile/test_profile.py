@@ -18,8 +18,8 @@ from app.models.base import utcnow
 from app.notify.outbox import send_due
 from app.profile.preferences import PREFERENCES
 from tests.notify.smtp_server import Smtp, serving
+from tests.support.pages import csrf_token
 from tests.support.signin import sign_in_as
-from tests.web.test_pages import csrf_token
 
 OLD = "claire.muller@cabinet.example"
 NEW = "c.muller@nouveau-cabinet.example"

@@ -22,8 +22,8 @@ from app.models import ApiClient, AuditEvent, Doctor, EmailChange, Notification,
 from app.models.base import utcnow
 from app.staff.accounts import create_staff
 from tests.conftest import Api
+from tests.support.pages import assert_no_inline_code, csrf_token
 from tests.support.signin import sign_in_as
-from tests.web.test_pages import assert_no_inline_code, csrf_token
 
 DESK_ACTOR = "desk:desk-admin"
 

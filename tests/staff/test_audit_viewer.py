@@ -22,8 +22,8 @@ from app.audit import CLI, Actor, record
 from app.extensions import db
 from app.models import AuditEvent, Doctor, StaffUser
 from app.staff.accounts import create_staff
+from tests.support.pages import assert_no_inline_code, csrf_token
 from tests.support.signin import sign_in_as
-from tests.web.test_pages import assert_no_inline_code, csrf_token
 
 DESK_ACTOR = "desk:desk-audit"
 

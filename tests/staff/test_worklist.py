@@ -24,8 +24,8 @@ from app.models import AuditEvent, Delivery, Doctor, Document, StaffUser
 from app.staff.accounts import create_staff
 from tests.conftest import Api, consent_body, document_body
 from tests.dispatch.api_support import add_doctor, gln
+from tests.support.pages import assert_no_inline_code, csrf_token
 from tests.support.signin import sign_in_as
-from tests.web.test_pages import assert_no_inline_code, csrf_token
 
 GLN = "7601000000019"  # the active_doctor fixture
 OTHER = gln(7)
