@@ -175,10 +175,6 @@ def test_a_change_ends_every_other_session_but_this_one(app: Flask, client: Flas
     assert db.session.get(Doctor, doctor.id).session_epoch == 1  # type: ignore[union-attr]
 
 
-def test_anonymous_visitors_cannot_change_a_password(client: FlaskClient) -> None:
-    assert client.get("/auth/password").headers["Location"].startswith("/auth/login")
-
-
 def test_a_hin_doctor_has_no_relais_password_to_change(app: Flask, client: FlaskClient) -> None:
     # HIN manages that doctor's password; the form would only count failures up to a lockout.
     doctor = Doctor(gln="7601000000026", family_name="Rochat", given_name="Luc", state="active")

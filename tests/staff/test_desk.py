@@ -50,7 +50,7 @@ NEW_MOBILE = "+41781112233"
 DESK_ACTOR = "desk:desk-test"
 
 
-#: Every desk route with a method, for the access tests (1 is a doctor id).
+#: Every desk route with a method (1 is a doctor id). Who may reach them: tests/web/test_access.py.
 ROUTES = [
     ("GET", "/staff/desk"),
     ("GET", "/staff/desk?q=muller"),
@@ -139,34 +139,6 @@ def is_signed_in(client: FlaskClient) -> bool:
 
 
 # --- attacks: who may reach the desk ---------------------------------------------------------
-
-
-@pytest.mark.parametrize("role", ["staff", "doctor"])
-def test_the_desk_is_refused_to_staff_and_doctors(
-    app: Flask, client: FlaskClient, role: str
-) -> None:
-    user: Any
-    if role == "staff":
-        user, _, _ = create_staff("staff-test", "staff", CLI)
-        user.must_change_password = False
-        db.session.commit()
-    else:
-        user = enrolled_doctor()
-    sign_in_as(client, user)
-    for method, path in ROUTES:
-        answer = client.open(path, method=method, data={"csrf_token": token(client, "/")})
-        assert answer.status_code == 403, (role, method, path)
-    assert count(OneTimeCode) == 0
-
-
-def test_anonymous_visitors_are_sent_to_sign_in_or_refused(client: FlaskClient) -> None:
-    for method, path in ROUTES:
-        answer = client.open(path, method=method, data={"csrf_token": token(client, "/")})
-        if method == "GET":
-            assert answer.status_code == 303, path
-            assert answer.headers["Location"].startswith("/auth/login"), path
-        else:
-            assert answer.status_code == 401, path
 
 
 @pytest.mark.parametrize("path", POST_ROUTES)

@@ -136,24 +136,6 @@ def ingest(api: Api, document_id: str, **changes: Any) -> dict[str, Any]:
 # --- access --------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("method", "path"), ROUTES)
-def test_a_doctor_is_refused_everywhere(client: FlaskClient, patient: Patient,
-                                        method: str, path: str) -> None:
-    doctor = make_doctor()
-    doctor.login = "cmuller"
-    db.session.commit()
-    sign_in_as(client, doctor)
-    answer = client.open(path, method=method, data={"csrf_token": token(client, "/help")})
-    assert answer.status_code == 403
-
-
-@pytest.mark.parametrize(("method", "path"), ROUTES)
-def test_anonymous_visitors_are_sent_to_sign_in(client: FlaskClient, method: str,
-                                                path: str) -> None:
-    answer = client.open(path, method=method, data={"csrf_token": token(client, "/")})
-    assert answer.status_code == (303 if method == "GET" else 401)
-
-
 def test_the_desk_may_do_what_staff_do(client: FlaskClient, patient: Patient,
                                        doctor: Doctor) -> None:
     sign_in_as(client, staff_user("desk", "desk-test"))

@@ -31,7 +31,7 @@ GLN = "7601000000019"  # the active_doctor fixture
 OTHER = gln(7)
 PATIENT = "P-0042"
 
-#: Every worklist route (1 is a delivery id), for the access tests.
+#: Every worklist route (1 is a delivery id). Who may reach them: tests/web/test_access.py.
 ROUTES = [
     ("GET", "/staff/worklist"),
     ("GET", "/staff/worklist/1"),
@@ -130,25 +130,6 @@ def counted_queries() -> Iterator[list[str]]:
 
 
 # --- attacks: who may reach the worklist ------------------------------------------------------
-
-
-def test_doctors_are_refused(app: Flask, client: FlaskClient, active_doctor: Doctor) -> None:
-    active_doctor.login, active_doctor.must_change_password = "cmuller", False
-    db.session.commit()
-    sign_in_as(client, active_doctor)
-    for method, path in ROUTES:
-        answer = client.open(path, method=method, data={"csrf_token": token(client, "/")})
-        assert answer.status_code == 403, (method, path)
-
-
-def test_anonymous_visitors_are_sent_to_sign_in_or_refused(client: FlaskClient) -> None:
-    for method, path in ROUTES:
-        answer = client.open(path, method=method, data={"csrf_token": token(client, "/")})
-        if method == "GET":
-            assert answer.status_code == 303, path
-            assert answer.headers["Location"].startswith("/auth/login"), path
-        else:
-            assert answer.status_code == 401, path
 
 
 @pytest.mark.parametrize("path", POST_ROUTES)

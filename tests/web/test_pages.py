@@ -17,19 +17,7 @@ from app.models import AuditEvent
 from tests.conftest import Api, make_app
 from tests.support.pages import assert_no_inline_code, assert_secure_headers, csrf_token
 from tests.support.production import safe_production_settings, saml_folder
-
-#: Endpoints anyone may reach without signing in or a token. A new route that is not on this list
-#: and not in the token-protected API fails ``test_every_route_is_public_on_purpose_or_closed``:
-#: add it here only on purpose.
-PUBLIC = frozenset({
-    "web.index", "web.set_language", "web.healthz", "web.readyz", "static", "api.openapi",
-    # The sign-in steps: each checks for itself that its earlier steps were passed.
-    "auth.login", "auth.code", "auth.resend_code", "auth.totp", "auth.totp_enrol",
-    # HIN: the ACS and single logout check SAML signatures and the request this browser started.
-    "hin.login", "hin.acs", "hin.metadata", "hin.sls",
-    # Help for a doctor who cannot sign in, and the privacy notice.
-    "help.index", "help.privacy",
-})
+from tests.support.walk import PUBLIC
 
 #: Dummy values for the API's path parameters.
 PATH_VALUES = {"document_id": "DPI-2026-000123", "patient_id": "P-0042", "gln": "7601000000019"}
