@@ -18,12 +18,13 @@ from werkzeug.test import TestResponse
 from app.audit import CLI, verify
 from app.dispatch.clients import create_client
 from app.extensions import db
-from app.models import ApiClient, AuditEvent, Doctor, EmailChange, Notification, StaffUser
+from app.models import ApiClient, Doctor, EmailChange, Notification, StaffUser
 from app.models.base import utcnow
 from app.staff.accounts import create_staff
 from tests.conftest import Api
 from tests.support.pages import assert_no_inline_code, csrf_token
 from tests.support.signin import sign_in_as
+from tests.support.trail import events
 
 DESK_ACTOR = "desk:desk-admin"
 
@@ -70,12 +71,6 @@ def post(client: FlaskClient, path: str, data: dict[str, str] | None = None) -> 
 
 def text(response: TestResponse) -> str:
     return response.get_data(as_text=True)
-
-
-def events(action: str) -> list[AuditEvent]:
-    return list(db.session.scalars(
-        select(AuditEvent).where(AuditEvent.action == action).order_by(AuditEvent.id)
-    ))
 
 
 def failed_row(doctor: Doctor, kind: str = "arrival", key: str | None = None,

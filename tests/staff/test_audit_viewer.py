@@ -24,6 +24,7 @@ from app.models import AuditEvent, StaffUser
 from app.staff.accounts import create_staff
 from tests.support.pages import assert_no_inline_code, csrf_token
 from tests.support.signin import sign_in_as
+from tests.support.trail import events
 
 DESK_ACTOR = "desk:desk-audit"
 
@@ -82,12 +83,6 @@ def ids(response: TestResponse) -> list[int]:
     body = text_of(response)
     table = body.split("<tbody>", 1)[1].split("</tbody>", 1)[0] if "<tbody>" in body else ""
     return [int(n) for n in re.findall(r"<tr>\s*<td>(\d+)</td>", table)]
-
-
-def events(action: str) -> list[AuditEvent]:
-    db.session.expire_all()
-    return list(db.session.scalars(
-        select(AuditEvent).where(AuditEvent.action == action).order_by(AuditEvent.id)))
 
 
 @contextmanager

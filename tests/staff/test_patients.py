@@ -26,6 +26,7 @@ from tests.conftest import Api, audit_text, document_body
 from tests.support.factories import make_doctor, make_patient
 from tests.support.pages import csrf_token
 from tests.support.signin import sign_in_as
+from tests.support.trail import events
 
 GLN = "7601000000019"
 OTHER_GLN = make_gln("760100000002")
@@ -104,12 +105,6 @@ def record_consent(client: FlaskClient, dpi_id: str = PATIENT, **fields: str) ->
 def consents() -> list[Consent]:
     db.session.expire_all()
     return list(db.session.scalars(select(Consent).order_by(Consent.id)))
-
-
-def events(action: str) -> list[AuditEvent]:
-    db.session.expire_all()
-    return list(db.session.scalars(
-        select(AuditEvent).where(AuditEvent.action == action).order_by(AuditEvent.id)))
 
 
 def count(model: Any) -> int:

@@ -20,12 +20,13 @@ from werkzeug.test import TestResponse
 from app.audit import CLI, Actor, verify
 from app.extensions import db
 from app.inbox.document_actions import report_not_my_patient
-from app.models import AuditEvent, Delivery, Doctor, Document, StaffUser
+from app.models import Delivery, Doctor, Document, StaffUser
 from app.staff.accounts import create_staff
 from tests.conftest import Api, consent_body, document_body
 from tests.dispatch.api_support import add_doctor, gln
 from tests.support.pages import assert_no_inline_code, csrf_token
 from tests.support.signin import sign_in_as
+from tests.support.trail import events
 
 GLN = "7601000000019"  # the active_doctor fixture
 OTHER = gln(7)
@@ -94,12 +95,6 @@ def token(client: FlaskClient, path: str = "/staff/worklist") -> str:
 
 def post(client: FlaskClient, path: str, data: dict[str, str] | None = None) -> TestResponse:
     return client.post(path, data={"csrf_token": token(client), **(data or {})})
-
-
-def events(action: str) -> list[AuditEvent]:
-    db.session.expire_all()
-    return list(db.session.scalars(
-        select(AuditEvent).where(AuditEvent.action == action).order_by(AuditEvent.id)))
 
 
 def listed(html: str) -> list[str]:

@@ -1,4 +1,5 @@
-"""Reading the audit trail in a test: the events of one action, oldest first."""
+"""Reading the audit trail in a test: the events of one action, oldest first, as the database
+holds them now (what the test's session had loaded is read again)."""
 
 from __future__ import annotations
 
@@ -9,5 +10,6 @@ from app.models import AuditEvent
 
 
 def events(action: str) -> list[AuditEvent]:
+    db.session.expire_all()
     return list(db.session.scalars(
         select(AuditEvent).where(AuditEvent.action == action).order_by(AuditEvent.id)))
