@@ -21,7 +21,7 @@ from werkzeug.test import TestResponse
 from app.audit import CLI, Actor, record
 from app.extensions import db
 from app.models import AuditEvent, StaffUser
-from app.staff.accounts import create_staff
+from tests.support.factories import make_staff
 from tests.support.pages import assert_no_inline_code, csrf_token
 from tests.support.signin import sign_in_as
 from tests.support.trail import events
@@ -32,16 +32,9 @@ DESK_ACTOR = "desk:desk-audit"
 # --- helpers ---------------------------------------------------------------------------------
 
 
-def staff_user(login: str, role: str) -> StaffUser:
-    user, _, _ = create_staff(login, role, CLI)
-    user.must_change_password = False
-    db.session.commit()
-    return user
-
-
 @pytest.fixture()
 def desk(client: FlaskClient) -> StaffUser:
-    user = staff_user("desk-audit", "desk")
+    user = make_staff("desk-audit", "desk", password=None, enrolled=False)
     sign_in_as(client, user)
     return user
 

@@ -11,28 +11,20 @@ import pytest
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
-from app.audit import CLI
 from app.dispatch import directory
 from app.extensions import db
 from app.gln import make_gln
 from app.models import Doctor, HinIdentity, Patient, StaffUser
-from app.staff.accounts import create_staff
 from tests.conftest import Api
+from tests.support.factories import make_staff
 from tests.support.signin import sign_in_as
 
 GLN_MULLER = "7601000000019"
 
 
-def staff_user(role: str = "staff", login: str = "staff-test") -> StaffUser:
-    user, _, _ = create_staff(login, role, CLI)
-    user.must_change_password = False
-    db.session.commit()
-    return user
-
-
 @pytest.fixture()
 def staff(client: FlaskClient) -> StaffUser:
-    user = staff_user()
+    user = make_staff("staff-test", "staff", password=None, enrolled=False)
     sign_in_as(client, user)
     return user
 
@@ -81,7 +73,7 @@ def rows(response: TestResponse) -> int:
 
 def test_staff_and_desk_may_look_up_doctors(client: FlaskClient, doctors: list[Doctor]) -> None:
     for role in ("staff", "desk"):
-        sign_in_as(client, staff_user(role, f"{role}-lookup"))
+        sign_in_as(client, make_staff(f"{role}-lookup", role, password=None, enrolled=False))
         answer = page(client, q="muller")
         assert answer.status_code == 200
         assert "Muller Claire" in text(answer)

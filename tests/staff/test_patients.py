@@ -16,14 +16,12 @@ from flask.testing import FlaskClient
 from sqlalchemy import func, select, update
 from werkzeug.test import TestResponse
 
-from app.audit import CLI
 from app.extensions import db
 from app.gln import make_gln
 from app.models import AuditEvent, Consent, Delivery, Doctor, Document, Patient, StaffUser
 from app.models.base import utcnow
-from app.staff.accounts import create_staff
 from tests.conftest import Api, audit_text, document_body
-from tests.support.factories import make_doctor, make_patient
+from tests.support.factories import make_doctor, make_patient, make_staff
 from tests.support.pages import csrf_token
 from tests.support.signin import sign_in_as
 from tests.support.trail import events
@@ -49,16 +47,9 @@ POST_ROUTES = [path for method, path in ROUTES if method == "POST"]
 # --- fixtures and helpers --------------------------------------------------------------------
 
 
-def staff_user(role: str = "staff", login: str = LOGIN) -> StaffUser:
-    user, _, _ = create_staff(login, role, CLI)
-    user.must_change_password = False
-    db.session.commit()
-    return user
-
-
 @pytest.fixture()
 def staff(client: FlaskClient) -> StaffUser:
-    user = staff_user()
+    user = make_staff(LOGIN, "staff", password=None, enrolled=False)
     sign_in_as(client, user)
     return user
 
@@ -133,7 +124,7 @@ def ingest(api: Api, document_id: str, **changes: Any) -> dict[str, Any]:
 
 def test_the_desk_may_do_what_staff_do(client: FlaskClient, patient: Patient,
                                        doctor: Doctor) -> None:
-    sign_in_as(client, staff_user("desk", "desk-test"))
+    sign_in_as(client, make_staff("desk-test", "desk", password=None, enrolled=False))
     assert client.get(f"/staff/patients/{PATIENT}").status_code == 200
     assert record_consent(client).status_code == 303
     assert consents()[0].recorded_by == "desk-test"

@@ -17,13 +17,13 @@ from flask.testing import FlaskClient
 from sqlalchemy import event, func, select, update
 from werkzeug.test import TestResponse
 
-from app.audit import CLI, Actor, verify
+from app.audit import Actor, verify
 from app.extensions import db
 from app.inbox.document_actions import report_not_my_patient
 from app.models import Delivery, Doctor, Document, StaffUser
-from app.staff.accounts import create_staff
 from tests.conftest import Api, consent_body, document_body
 from tests.dispatch.api_support import add_doctor, gln
+from tests.support.factories import make_staff
 from tests.support.pages import assert_no_inline_code, csrf_token
 from tests.support.signin import sign_in_as
 from tests.support.trail import events
@@ -47,16 +47,9 @@ POST_ROUTES = [path for method, path in ROUTES if method == "POST"]
 # --- fixtures and helpers --------------------------------------------------------------------
 
 
-def staff_user(login: str = "staff-test", role: str = "staff") -> StaffUser:
-    user, _, _ = create_staff(login, role, CLI)
-    user.must_change_password = False
-    db.session.commit()
-    return user
-
-
 @pytest.fixture()
 def staff(client: FlaskClient) -> StaffUser:
-    user = staff_user()
+    user = make_staff("staff-test", "staff", password=None, enrolled=False)
     sign_in_as(client, user)
     return user
 
@@ -309,7 +302,7 @@ def test_posted_leaves_the_open_list_and_shows_in_the_handled_one(
 def test_the_desk_may_handle_too(
     client: FlaskClient, api: Api, active_doctor: Doctor
 ) -> None:
-    sign_in_as(client, staff_user("desk-test", "desk"))
+    sign_in_as(client, make_staff("desk-test", "desk", password=None, enrolled=False))
     delivery_id = send(api, "DPI-W-55")
     answer = post(client, f"/staff/worklist/{delivery_id}/no-action",
                   {"note": "Le patient viendra chercher la lettre."})
