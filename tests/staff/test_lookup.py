@@ -16,7 +16,7 @@ from app.extensions import db
 from app.gln import make_gln
 from app.models import Doctor, HinIdentity, Patient, StaffUser
 from tests.conftest import Api
-from tests.support.factories import make_staff
+from tests.support.factories import make_doctor, make_staff
 from tests.support.signin import sign_in_as
 
 GLN_MULLER = "7601000000019"
@@ -33,14 +33,10 @@ def add_doctor(gln: str, family: str, given: str, *, locality: str | None = None
                specialties: tuple[str, ...] = (), state: str = "active",
                notifications: str = "none", login: str | None = None,
                hin: bool = False) -> Doctor:
-    doctor = Doctor(gln=gln, family_name=family, given_name=given, locality=locality,
-                    state=state, notification_mode=notifications, login=login)
-    doctor.specialties = list(specialties)
-    if hin:
-        doctor.identities.append(HinIdentity(provider="https://idp.hin.test", subject=gln))
-    db.session.add(doctor)
-    db.session.commit()
-    return doctor
+    identities = [HinIdentity(provider="https://idp.hin.test", subject=gln)] if hin else []
+    return make_doctor(gln, family, given, state=state, activated_at=None, locality=locality,
+                       notification_mode=notifications, login=login,
+                       specialties=list(specialties), identities=identities)
 
 
 @pytest.fixture()
