@@ -307,15 +307,9 @@ def consent_body(**changes: Any) -> dict[str, Any]:
 @pytest.fixture()
 def active_doctor(app: Flask) -> Any:
     """Dr Claire Muller, GLN 7601000000019, active (signed in once through HIN)."""
-    from app.models import Doctor
-    from app.models.base import utcnow
+    from tests.support.factories import make_doctor
 
-    doctor = Doctor(gln="7601000000019", family_name="Muller", given_name="Claire",
-                    state="active", activated_at=utcnow(), locality="Genève")
-    doctor.specialties = ["medecine_interne_generale"]
-    db.session.add(doctor)
-    db.session.commit()
-    return doctor
+    return make_doctor(locality="Genève", specialties=["medecine_interne_generale"])
 
 
 @pytest.fixture(scope="session")

@@ -24,11 +24,11 @@ from app.models import (
 )
 from app.models.base import utcnow
 from tests.conftest import audit_text, consent_body, document_body
+from tests.support.pages import csrf_token
 from tests.support.twilio_server import (
     TwilioServer,
     twilio_server_fixture,  # noqa: F401
 )
-from tests.web.test_pages import csrf_token
 
 GLN = "7601000000026"  # valid GS1 check digit, not the active_doctor fixture's
 

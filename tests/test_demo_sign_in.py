@@ -9,7 +9,7 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient, FlaskCliRunner
 
-from tests.web.test_pages import csrf_token
+from tests.support.pages import csrf_token
 
 
 @pytest.fixture()

@@ -23,7 +23,11 @@ from app.extensions import db
 from app.models import AuditEvent, Document, DocumentContent
 from app.models.base import utcnow
 from tests.conftest import TEST_KEY, sibling_app
-from tests.inbox.test_documents import OTHER_GLN, Inbox, inbox_fixture  # noqa: F401
+from tests.support.inbox import (
+    OTHER_GLN,
+    Inbox,
+    inbox_fixture,  # noqa: F401
+)
 from tests.support.signin import sign_in_as
 
 YEARS = 20

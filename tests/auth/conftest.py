@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from flask import Flask
 
-from tests.auth.test_login import use_twilio
+from tests.support.login import use_twilio
 from tests.support.twilio_server import (
     TwilioServer,
     twilio_server_fixture,  # noqa: F401

@@ -37,16 +37,6 @@ from app.auth.staff_factors import totp_secret
 from app.extensions import db
 from app.models import Doctor, OneTimeCode, StaffUser
 from app.models.base import utcnow
-from tests.auth.test_login import (
-    PASSWORD,
-    IsolatedClient,
-    code_from,
-    events,
-    make_doctor,
-    make_staff,
-    post_login,
-    token,
-)
 from tests.conftest import (
     TEST_KEY,
     make_app,
@@ -55,7 +45,10 @@ from tests.conftest import (
     skip_or_fail,
     upgrade,
 )
+from tests.support.factories import PASSWORD, make_sms_doctor, make_staff
+from tests.support.login import IsolatedClient, code_from, post_login, token
 from tests.support.servers import AppServer, free_ports
+from tests.support.trail import events
 from tests.support.twilio_server import TwilioServer
 
 T = TypeVar("T")
@@ -163,7 +156,7 @@ def test_thirty_wrong_codes_at_once_get_at_most_ten_evaluations(
 ) -> None:
     # Given an attacker with the password, who opened 6 sign-ins (6 codes of 5 tries each:
     # the codes' own tries would allow 30 guesses, only the lockout stands in the way)
-    doctor = make_doctor()
+    doctor = make_sms_doctor()
     tasks = []
     for _ in range(AT_ONCE // codes.MAX_TRIES):
         browser = browsers()
@@ -198,7 +191,7 @@ def test_thirty_wrong_codes_at_once_get_at_most_five_tries_of_one_code(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # Given one sign-in, its code unknown to the attacker
-    make_doctor()
+    make_sms_doctor()
     browser = browsers()
     post_login(browser, "cmuller")
     guess = wrong(code_from(twilio))
@@ -226,7 +219,7 @@ def test_the_right_code_among_thirty_wrong_ones_counts_within_the_five_tries(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # Given one sign-in, and 29 wrong guesses sent with the right code at once
-    make_doctor()
+    make_sms_doctor()
     browser = browsers()
     post_login(browser, "cmuller")
     code = code_from(twilio)
@@ -249,7 +242,7 @@ def test_thirty_wrong_passwords_at_once_get_at_most_ten_argon2_checks(
     app: Flask, open_limits: None, browsers: Callable[[], FlaskClient],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    doctor = make_doctor()
+    doctor = make_sms_doctor()
     assert doctor.password_hash is not None
     own_hash = doctor.password_hash
     tasks = []
@@ -330,7 +323,7 @@ def test_thirty_wrong_codes_at_once_against_gunicorn_get_at_most_ten_evaluations
         app = make_app(database_url)
         upgrade(app)
         with app.app_context():
-            make_doctor()
+            make_sms_doctor()
             db.session.remove()
         settings = {
             "RELAIS_ENV": "testing",

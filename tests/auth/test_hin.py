@@ -25,6 +25,7 @@ from app.models import AuditEvent, Doctor, HinIdentity
 from app.models.auth import SamlAssertion, SamlRequest
 from app.models.base import utcnow
 from tests.conftest import audit_text, sibling_app
+from tests.support.factories import make_doctor
 from tests.support.production import safe_production_settings
 from tests.support.saml_idp import (
     ACS_URL,
@@ -116,17 +117,6 @@ def assert_refused(answer: Any, reason: str, code: str | None = None, status: in
     assert db.session.scalars(select(HinIdentity)).all() == []
 
 
-def add_doctor(gln: str = "7601000000019", state: str = "pending", **extra: Any) -> Doctor:
-    doctor = Doctor(gln=gln, family_name="Muller", given_name="Claire", state=state, **extra)
-    if state != "pending":
-        doctor.activated_at = utcnow()
-    if state == "deactivated":
-        doctor.deactivated_at = utcnow()
-    db.session.add(doctor)
-    db.session.commit()
-    return doctor
-
-
 # --- the happy path ---------------------------------------------------------------------------
 
 
@@ -134,7 +124,7 @@ def test_a_valid_response_activates_the_pending_doctor_and_signs_in(
     hin: Flask, client: FlaskClient
 ) -> None:
     # Given a pending doctor (the DPI recorded a consent for them) who signs in with HIN
-    doctor = add_doctor(state="pending")
+    doctor = make_doctor(state="pending")
     request_id = start(client, "/documents")
 
     # When HIN answers with a valid, signed response
@@ -174,7 +164,7 @@ def test_a_new_doctor_is_created_active(hin: Flask, client: FlaskClient) -> None
 
 
 def test_later_sign_ins_find_the_doctor_by_identity(hin: Flask, client: FlaskClient) -> None:
-    doctor = add_doctor(state="active")
+    doctor = make_doctor()
     post(client, build(Attack(in_response_to=start(client))))
     other = hin.test_client()
     answer = post(other, build(Attack(in_response_to=start(other))))
@@ -184,7 +174,7 @@ def test_later_sign_ins_find_the_doctor_by_identity(hin: Flask, client: FlaskCli
 
 
 def test_no_personal_data_reaches_the_audit_trail(hin: Flask, client: FlaskClient) -> None:
-    add_doctor(state="active")
+    make_doctor()
     post(client, build(Attack(in_response_to=start(client))))
     tampered = build(Attack(in_response_to=start(client)))
     set_attribute(assertion_of(tampered), "surname", "Evil")
@@ -198,7 +188,7 @@ def test_no_personal_data_reaches_the_audit_trail(hin: Flask, client: FlaskClien
 
 
 def test_a_forged_unsigned_response_is_refused(hin: Flask, client: FlaskClient) -> None:
-    add_doctor(state="active")
+    make_doctor()
     forged = build(Attack(in_response_to=start(client), sign_assertion=False,
                           sign_response=False))
     assert_refused(post(client, forged), "invalid_response", "NO_SIGNED_ASSERTION")
@@ -208,13 +198,13 @@ def test_a_forged_unsigned_response_is_refused(hin: Flask, client: FlaskClient) 
 def test_an_unsigned_assertion_in_a_signed_response_is_refused(
     hin: Flask, client: FlaskClient
 ) -> None:
-    add_doctor(state="active")
+    make_doctor()
     response = build(Attack(in_response_to=start(client), sign_assertion=False))
     assert_refused(post(client, response), "invalid_response", "NO_SIGNED_ASSERTION")
 
 
 def test_a_response_signed_with_another_key_is_refused(hin: Flask, client: FlaskClient) -> None:
-    add_doctor(state="active")
+    make_doctor()
     response = build(Attack(in_response_to=start(client), key_name="attacker"))
     assert_refused(post(client, response), "invalid_response", "INVALID_SIGNATURE")
 
@@ -223,14 +213,14 @@ def test_a_response_signed_with_another_key_is_refused(hin: Flask, client: Flask
 def test_a_signed_response_modified_afterwards_is_refused(
     hin: Flask, client: FlaskClient, sign_response: bool
 ) -> None:
-    add_doctor(state="active")
+    make_doctor()
     response = build(Attack(in_response_to=start(client), sign_response=sign_response))
     set_attribute(assertion_of(response), "gln", "7601000000026")
     assert_refused(post(client, response), "invalid_response", "INVALID_SIGNATURE")
 
 
 def test_sha1_signatures_are_refused(hin: Flask, client: FlaskClient) -> None:
-    add_doctor(state="active")
+    make_doctor()
     response = build(Attack(in_response_to=start(client), sha1=True))
     assert_refused(post(client, response), "invalid_response", "DEPRECATED_SIGNATURE_METHOD")
 
@@ -241,7 +231,7 @@ def test_a_response_signed_by_another_saml_implementation_is_accepted(
     # Interoperability: signxml (pure Python) signs; python3-saml (xmlsec) verifies.
     from signxml import XMLSigner
 
-    add_doctor(state="active")
+    make_doctor()
     request_id = start(client)
     attack = Attack(in_response_to=request_id, sign_assertion=False, sign_response=False)
     assertion = assertion_element(attack)
@@ -304,8 +294,8 @@ def _wrapped(client: FlaskClient, variant: str) -> Any:
     "response_wraps_signed_response",
 ])
 def test_signature_wrapping_is_refused(hin: Flask, client: FlaskClient, variant: str) -> None:
-    add_doctor(state="active")
-    add_doctor(gln="7601000000026", state="active")
+    make_doctor()
+    make_doctor("7601000000026")
     answer = post(client, _wrapped(client, variant))
     assert_refused(answer, "invalid_response")
     assert signed_in_as(client) is None
@@ -315,13 +305,13 @@ def test_signature_wrapping_is_refused(hin: Flask, client: FlaskClient, variant:
 
 
 def test_another_audience_is_refused(hin: Flask, client: FlaskClient) -> None:
-    add_doctor(state="active")
+    make_doctor()
     response = build(Attack(in_response_to=start(client), audience="https://other-sp.example"))
     assert_refused(post(client, response), "invalid_response", "WRONG_AUDIENCE")
 
 
 def test_another_destination_is_refused(hin: Flask, client: FlaskClient) -> None:
-    add_doctor(state="active")
+    make_doctor()
     response = build(Attack(in_response_to=start(client),
                             destination="https://other-sp.example/acs"))
     assert_refused(post(client, response), "invalid_response", "WRONG_DESTINATION")
@@ -335,7 +325,7 @@ def test_another_destination_is_refused(hin: Flask, client: FlaskClient) -> None
 def test_an_assertion_without_audience_restriction_is_refused(
     hin: Flask, client: FlaskClient
 ) -> None:
-    add_doctor(state="active")
+    make_doctor()
     response = build(Attack(in_response_to=start(client), audience=None))
     assert_refused(post(client, response), "wrong_audience", "MISSING_AUDIENCE")
     assert signed_in_as(client) is None
@@ -345,7 +335,7 @@ def test_an_audience_restriction_for_another_sp_beside_ours_is_refused(
     hin: Flask, client: FlaskClient
 ) -> None:
     # Two AudienceRestrictions must both hold (SAML core 2.5.1.4): the second excludes us.
-    add_doctor(state="active")
+    make_doctor()
     response = build(Attack(in_response_to=start(client),
                             other_audience_restriction="https://other-sp.example"))
     assert_refused(post(client, response), "wrong_audience", "WRONG_AUDIENCE")
@@ -358,7 +348,7 @@ def test_an_audience_restriction_for_another_sp_beside_ours_is_refused(
 def test_a_recipient_other_than_the_acs_exactly_is_refused(
     hin: Flask, client: FlaskClient, recipient: str | None
 ) -> None:
-    add_doctor(state="active")
+    make_doctor()
     response = build(Attack(in_response_to=start(client), recipient=recipient))
     code = "MISSING_RECIPIENT" if recipient is None else "WRONG_RECIPIENT"
     assert_refused(post(client, response), "wrong_recipient", code)
@@ -372,7 +362,7 @@ def test_a_recipient_other_than_the_acs_exactly_is_refused(
 def test_a_destination_other_than_the_acs_exactly_is_refused(
     hin: Flask, client: FlaskClient, destination: str | None
 ) -> None:
-    add_doctor(state="active")
+    make_doctor()
     response = build(Attack(in_response_to=start(client), destination=destination))
     code = "MISSING_DESTINATION" if destination is None else "WRONG_DESTINATION"
     assert_refused(post(client, response), "wrong_destination", code)
@@ -380,13 +370,13 @@ def test_a_destination_other_than_the_acs_exactly_is_refused(
 
 
 def test_an_expired_assertion_is_refused(hin: Flask, client: FlaskClient) -> None:
-    add_doctor(state="active")
+    make_doctor()
     response = build(Attack(in_response_to=start(client), age=timedelta(minutes=20)))
     assert_refused(post(client, response), "invalid_response", "ASSERTION_EXPIRED")
 
 
 def test_another_issuer_is_refused(hin: Flask, client: FlaskClient) -> None:
-    add_doctor(state="active")
+    make_doctor()
     response = build(Attack(in_response_to=start(client), issuer="https://evil-idp.example"))
     assert_refused(post(client, response), "invalid_response", "WRONG_ISSUER")
 
@@ -395,14 +385,14 @@ def test_another_issuer_is_refused(hin: Flask, client: FlaskClient) -> None:
 
 
 def test_an_unsolicited_response_is_refused(hin: Flask, client: FlaskClient) -> None:
-    add_doctor(state="active")
+    make_doctor()
     start(client)  # a request exists, but the response does not answer it
     response = build(Attack(in_response_to=None))
     assert_refused(post(client, response), "unsolicited")
 
 
 def test_an_unknown_request_id_is_refused(hin: Flask, client: FlaskClient) -> None:
-    add_doctor(state="active")
+    make_doctor()
     start(client)
     assert_refused(post(client, build(Attack(in_response_to=new_id()))), "unknown_request")
 
@@ -411,7 +401,7 @@ def test_a_request_started_in_another_browser_is_refused(
     hin: Flask, client: FlaskClient
 ) -> None:
     # Given the attacker starts a sign-in in their own browser and gets a valid response ...
-    add_doctor(state="active")
+    make_doctor()
     attacker = hin.test_client()
     response = build(Attack(in_response_to=start(attacker)))
     # ... when they make the victim's browser post it (login CSRF), it is refused.
@@ -424,7 +414,7 @@ def test_the_signed_assertion_must_answer_the_request_too(
     hin: Flask, client: FlaskClient
 ) -> None:
     # The envelope (unsigned here) names this browser's request; the signed assertion another.
-    add_doctor(state="active")
+    make_doctor()
     request_id = start(client)
     response = build(Attack(in_response_to=request_id, assertion_in_response_to=None,
                             sign_response=False))
@@ -434,7 +424,7 @@ def test_the_signed_assertion_must_answer_the_request_too(
 def test_an_envelope_rewritten_to_this_request_is_refused(
     hin: Flask, client: FlaskClient
 ) -> None:
-    add_doctor(state="active")
+    make_doctor()
     other_request = start(hin.test_client())
     response = build(Attack(in_response_to=other_request, sign_response=False))
     request_id = start(client)
@@ -443,7 +433,7 @@ def test_an_envelope_rewritten_to_this_request_is_refused(
 
 
 def test_the_same_response_twice_is_refused(hin: Flask, client: FlaskClient) -> None:
-    add_doctor(state="active")
+    make_doctor()
     response = encode(build(Attack(in_response_to=start(client))))
     assert post(client, response).status_code == 303
     # Again from the same browser: the request was used.
@@ -459,7 +449,7 @@ def assert_refused_keep_identity(answer: Any, reason: str) -> None:
 
 def test_an_assertion_id_is_accepted_once(hin: Flask, client: FlaskClient) -> None:
     # An IdP (or a thief of its output) reusing an assertion for a second request: refused.
-    add_doctor(state="active")
+    make_doctor()
     assertion_id = new_id()
     first = build(Attack(in_response_to=start(client), assertion_id=assertion_id))
     assert post(client, first).status_code == 303
@@ -468,7 +458,7 @@ def test_an_assertion_id_is_accepted_once(hin: Flask, client: FlaskClient) -> No
 
 
 def test_an_expired_request_is_refused(hin: Flask, client: FlaskClient) -> None:
-    add_doctor(state="active")
+    make_doctor()
     request_id = start(client)
     db.session.execute(update(SamlRequest).values(expires_at=utcnow() - timedelta(seconds=1)))
     db.session.commit()
@@ -476,7 +466,7 @@ def test_an_expired_request_is_refused(hin: Flask, client: FlaskClient) -> None:
 
 
 def test_expired_requests_and_assertions_are_purged(hin: Flask, client: FlaskClient) -> None:
-    add_doctor(state="active")
+    make_doctor()
     post(client, build(Attack(in_response_to=start(client))))
     past = utcnow() - timedelta(seconds=1)
     db.session.execute(update(SamlRequest).values(expires_at=past))
@@ -493,7 +483,7 @@ def test_expired_requests_and_assertions_are_purged(hin: Flask, client: FlaskCli
 def test_a_deactivated_doctor_is_refused_with_a_clear_message(
     hin: Flask, client: FlaskClient
 ) -> None:
-    add_doctor(state="deactivated")
+    make_doctor(state="deactivated", activated_at=utcnow(), deactivated_at=utcnow())
     answer = post(client, build(Attack(in_response_to=start(client))))
     assert_refused(answer, "doctor_deactivated", status=403)
     assert "Votre compte Relais est désactivé" in answer.get_data(as_text=True)
@@ -501,7 +491,7 @@ def test_a_deactivated_doctor_is_refused_with_a_clear_message(
 
 
 def test_a_locked_doctor_is_refused(hin: Flask, client: FlaskClient) -> None:
-    add_doctor(state="active", sign_in_locked_at=utcnow(), sign_in_locked=True)
+    make_doctor(sign_in_locked_at=utcnow(), sign_in_locked=True)
     answer = post(client, build(Attack(in_response_to=start(client))))
     assert_refused(answer, "locked", status=403)
     assert "temporairement bloqué" in answer.get_data(as_text=True)
@@ -523,8 +513,8 @@ def test_no_valid_gln_is_refused_with_a_clear_message(
 def test_a_gln_changed_on_a_known_identity_is_refused_not_relinked(
     hin: Flask, client: FlaskClient
 ) -> None:
-    doctor = add_doctor(state="active")
-    add_doctor(gln="7601000000026", state="active")
+    doctor = make_doctor()
+    make_doctor("7601000000026")
     post(client, build(Attack(in_response_to=start(client))))
     other = hin.test_client()
     answer = post(other, build(Attack(in_response_to=start(other), attributes={
@@ -544,7 +534,7 @@ def test_a_gln_changed_on_a_known_identity_is_refused_not_relinked(
     "javascript:alert(1)",
 ])
 def test_next_cannot_leave_the_site(hin: Flask, client: FlaskClient, evil: str) -> None:
-    add_doctor(state="active")
+    make_doctor()
     request_id = start(client, evil)
     assert db.session.get(SamlRequest, request_id).next_path == "/"
     answer = post(client, build(Attack(in_response_to=request_id)), relay_state=evil)
@@ -554,7 +544,7 @@ def test_next_cannot_leave_the_site(hin: Flask, client: FlaskClient, evil: str) 
 
 @pytest.mark.parametrize("evil", ["//evil.example", "https://evil.example", "/\\evil.example"])
 def test_relay_state_is_never_the_next_path(hin: Flask, client: FlaskClient, evil: str) -> None:
-    add_doctor(state="active")
+    make_doctor()
     request_id = start(client, "/documents?page=2")
     answer = post(client, build(Attack(in_response_to=request_id)), relay_state=evil)
     assert answer.headers["Location"] == "/documents?page=2"
@@ -593,7 +583,7 @@ def test_the_acs_needs_no_csrf_token_but_the_logout_does(
     hin: Flask, client: FlaskClient
 ) -> None:
     assert hin.config["WTF_CSRF_ENABLED"]
-    add_doctor(state="active")
+    make_doctor()
     assert post(client, build(Attack(in_response_to=start(client)))).status_code == 303
     # The signed-in doctor's SP-initiated logout is a POST that needs our CSRF token.
     assert client.post("/auth/hin/logout").status_code == 400
@@ -732,7 +722,7 @@ def _hidden(page: str, name: str) -> str:
 
 def test_the_dev_idp_signs_in_a_demo_doctor_and_logs_out(dev_app: Flask, tmp_path: Path) -> None:
     with dev_app.app_context():
-        add_doctor(state="pending")
+        make_doctor(state="pending")
     client = dev_app.test_client()
     # Keys and settings: private files, written once.
     for private in (tmp_path / "dev-idp" / "idp.key", tmp_path / "saml" / "certs" / "sp.key"):
@@ -806,7 +796,7 @@ def test_the_dev_idp_metadata(dev_app: Flask) -> None:
 
 
 def test_an_unsigned_logout_request_signs_nobody_out(hin: Flask, client: FlaskClient) -> None:
-    add_doctor(state="active")
+    make_doctor()
     post(client, build(Attack(in_response_to=start(client))))
     answer = client.get("/auth/hin/logout", query_string={"SAMLRequest": "x"})
     assert answer.status_code == 400
@@ -833,7 +823,7 @@ def logout_status(answer: Any, request_id: str) -> str:
 
 
 def test_a_logout_request_for_this_session_ends_it(hin: Flask, client: FlaskClient) -> None:
-    add_doctor(state="active")
+    make_doctor()
     signed = hin_sign_in(client)
     request_id, url = logout_request_url(signed.name_id, [new_id(), signed.session_index],
                                          name_qualifier=IDP_ENTITY_ID)
@@ -858,7 +848,7 @@ def test_a_logout_request_for_someone_or_something_else_ends_nothing(
     hin: Flask, client: FlaskClient, case: str, reason: str
 ) -> None:
     # Given Claire Muller signed in through HIN in this browser
-    doctor = add_doctor(state="active")
+    doctor = make_doctor()
     signed = hin_sign_in(client)
     name_id, indexes, options = signed.name_id, [signed.session_index], {}
     if case == "another person":
@@ -892,7 +882,7 @@ def test_a_logout_request_ends_no_session_signed_in_by_password(
 ) -> None:
     from tests.support.signin import sign_in_as
 
-    doctor = add_doctor(state="active", login="cmuller")
+    doctor = make_doctor(login="cmuller")
     sign_in_as(client, doctor)
     request_id, url = logout_request_url("hin-subject-0001", [new_id()])
     answer = client.get(url)
@@ -905,7 +895,7 @@ def test_a_logout_request_ends_no_session_signed_in_by_password(
 def test_a_logout_request_to_another_destination_is_refused(
     hin: Flask, client: FlaskClient, destination: str | None
 ) -> None:
-    add_doctor(state="active")
+    make_doctor()
     signed = hin_sign_in(client)
     _, url = logout_request_url(signed.name_id, [signed.session_index],
                                 destination=destination)
@@ -919,7 +909,7 @@ def test_a_logout_request_to_another_destination_is_refused(
 def test_a_logout_request_signed_by_another_key_is_refused(
     hin: Flask, client: FlaskClient
 ) -> None:
-    add_doctor(state="active")
+    make_doctor()
     signed = hin_sign_in(client)
     _, url = logout_request_url(signed.name_id, [signed.session_index], key_name="attacker")
     answer = client.get(url)

@@ -13,12 +13,10 @@ from werkzeug.test import TestResponse
 from app.auth.passwords import verify_password
 from app.extensions import db
 from app.models import Doctor
-from tests.auth.test_login import (
+from tests.support.factories import PASSWORD, make_sms_doctor
+from tests.support.login import (
     GENERIC,
-    PASSWORD,
-    events,
     isolated_client_fixture,  # noqa: F401
-    make_doctor,
     page_text,
     post_login,
     sign_in_doctor,
@@ -26,6 +24,7 @@ from tests.auth.test_login import (
     token,
 )
 from tests.support.signin import sign_in_as
+from tests.support.trail import events
 from tests.support.twilio_server import TwilioServer
 
 NEW = "violet-harbour-cinnamon-piano"
@@ -43,7 +42,7 @@ def change(client: FlaskClient, new: str = NEW, confirm: str | None = None,
 def test_a_temporary_password_must_be_changed_first(
     client: FlaskClient, twilio: TwilioServer
 ) -> None:
-    make_doctor(must_change_password=True)
+    make_sms_doctor(must_change_password=True)
 
     answer = sign_in_doctor(client, twilio, next_path="/documents")
 
@@ -60,7 +59,7 @@ def test_a_temporary_password_must_be_changed_first(
 def test_the_forced_change_leads_on_to_where_the_doctor_was_going(
     client: FlaskClient, twilio: TwilioServer
 ) -> None:
-    doctor = make_doctor(must_change_password=True)
+    doctor = make_sms_doctor(must_change_password=True)
     sign_in_doctor(client, twilio, next_path="/documents")
 
     answer = change(client)
@@ -82,7 +81,7 @@ def test_the_forced_change_leads_on_to_where_the_doctor_was_going(
 def test_the_new_password_signs_in_and_the_old_one_no_longer(
     app: Flask, client: FlaskClient, twilio: TwilioServer
 ) -> None:
-    make_doctor(must_change_password=True)
+    make_sms_doctor(must_change_password=True)
     sign_in_doctor(client, twilio)
     change(client)
     client.post("/auth/logout", data={"csrf_token": token(client, "/")})
@@ -103,7 +102,7 @@ def test_the_new_password_signs_in_and_the_old_one_no_longer(
 def test_weak_passwords_are_refused_with_the_reason(
     client: FlaskClient, twilio: TwilioServer, new: str, message: str
 ) -> None:
-    doctor = make_doctor(must_change_password=True)
+    doctor = make_sms_doctor(must_change_password=True)
     sign_in_doctor(client, twilio)
     answer = change(client, new)
     assert answer.status_code == 200
@@ -113,7 +112,7 @@ def test_weak_passwords_are_refused_with_the_reason(
 
 
 def test_the_reasons_in_english(client: FlaskClient, twilio: TwilioServer) -> None:
-    doctor = make_doctor(must_change_password=True)
+    doctor = make_sms_doctor(must_change_password=True)
     doctor.language = "en"  # Mon profil's language applies from sign-in on
     db.session.commit()
     sign_in_doctor(client, twilio)
@@ -122,17 +121,17 @@ def test_the_reasons_in_english(client: FlaskClient, twilio: TwilioServer) -> No
 
 
 def test_the_two_new_passwords_must_match(client: FlaskClient, twilio: TwilioServer) -> None:
-    make_doctor(must_change_password=True)
+    make_sms_doctor(must_change_password=True)
     sign_in_doctor(client, twilio)
     answer = change(client, NEW, NEW + "x")
     assert "Les deux nouveaux mots de passe ne sont pas identiques." in page_text(answer)
 
 
 def test_the_temporary_password_cannot_be_kept(app: Flask, client: FlaskClient) -> None:
-    from tests.auth.test_login import weak_hash
+    from tests.support.factories import weak_hash
 
     strong = "copper-lantern-meadow-falcon"
-    doctor = make_doctor(must_change_password=True)
+    doctor = make_sms_doctor(must_change_password=True)
     doctor.password_hash = weak_hash(strong)
     db.session.commit()
     sign_in_as(client, doctor)
@@ -143,7 +142,7 @@ def test_the_temporary_password_cannot_be_kept(app: Flask, client: FlaskClient) 
 def test_a_voluntary_change_asks_for_the_current_password(
     app: Flask, client: FlaskClient
 ) -> None:
-    doctor = make_doctor()
+    doctor = make_sms_doctor()
     sign_in_as(client, doctor)
     assert 'name="current_password"' in page_text(client.get("/auth/password"))
 
@@ -161,7 +160,7 @@ def test_a_voluntary_change_asks_for_the_current_password(
 
 
 def test_a_change_ends_every_other_session_but_this_one(app: Flask, client: FlaskClient) -> None:
-    doctor = make_doctor()
+    doctor = make_sms_doctor()
     other_device = app.test_client()
     sign_in_as(other_device, doctor)
     sign_in_as(client, doctor)
@@ -174,10 +173,6 @@ def test_a_change_ends_every_other_session_but_this_one(app: Flask, client: Flas
     assert gone.status_code == 303
     assert gone.headers["Location"].startswith("/auth/login")
     assert db.session.get(Doctor, doctor.id).session_epoch == 1  # type: ignore[union-attr]
-
-
-def test_anonymous_visitors_cannot_change_a_password(client: FlaskClient) -> None:
-    assert client.get("/auth/password").headers["Location"].startswith("/auth/login")
 
 
 def test_a_hin_doctor_has_no_relais_password_to_change(app: Flask, client: FlaskClient) -> None:

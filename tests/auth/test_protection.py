@@ -22,15 +22,13 @@ from app.auth.session import LOCKOUT_FAILURES, is_locked, unlock
 from app.extensions import db
 from app.models import Doctor
 from app.models.base import utcnow
-from tests.auth.test_login import (
+from tests.conftest import Api
+from tests.support.factories import PASSWORD, make_sms_doctor, make_staff
+from tests.support.login import (
     GENERIC,
-    PASSWORD,
     code_from,
     copy_session,
-    events,
     isolated_client_fixture,  # noqa: F401
-    make_doctor,
-    make_staff,
     page_text,
     post_code,
     post_login,
@@ -38,8 +36,8 @@ from tests.auth.test_login import (
     signed_in_account,
     token,
 )
-from tests.conftest import Api
 from tests.support.signin import sign_in_as
+from tests.support.trail import events
 from tests.support.twilio_server import TwilioServer
 
 
@@ -61,10 +59,10 @@ def lock(doctor: Doctor) -> None:
 def test_every_failure_shows_the_same_page(
     app: Flask, client: FlaskClient, twilio: TwilioServer
 ) -> None:
-    make_doctor("cmuller")
-    locked = make_doctor("locked", gln="7601000000026")
+    make_sms_doctor("cmuller")
+    locked = make_sms_doctor("locked", gln="7601000000026")
     lock(locked)
-    make_doctor("gone", gln="7601000000033", state="deactivated")
+    make_sms_doctor("gone", gln="7601000000033", state="deactivated")
 
     pages = {
         "unknown login": normalised(page_text(post_login(client, "nobody")), "nobody"),
@@ -86,7 +84,7 @@ def test_every_failure_shows_the_same_page(
 def test_every_failure_costs_one_real_argon2_check(
     app: Flask, client: FlaskClient, monkeypatch: pytest.MonkeyPatch, case: str
 ) -> None:
-    doctor = make_doctor("cmuller")
+    doctor = make_sms_doctor("cmuller")
     if case == "locked":
         lock(doctor)
     if case == "deactivated":
@@ -121,7 +119,7 @@ def test_every_failure_costs_one_real_argon2_check(
 def test_ten_failures_lock_sign_in_for_15_minutes_but_not_the_letters(
     app: Flask, client: FlaskClient, twilio: TwilioServer, api: Api
 ) -> None:
-    doctor = make_doctor()
+    doctor = make_sms_doctor()
     for _ in range(LOCKOUT_FAILURES):
         post_login(client, "cmuller", "wrong-password")
     db.session.refresh(doctor)
@@ -145,7 +143,7 @@ def test_ten_failures_lock_sign_in_for_15_minutes_but_not_the_letters(
 
 
 def test_wrong_codes_count_towards_the_lockout(client: FlaskClient, twilio: TwilioServer) -> None:
-    doctor = make_doctor()
+    doctor = make_sms_doctor()
     doctor.failed_sign_ins = LOCKOUT_FAILURES - 1
     db.session.commit()
     post_login(client, "cmuller")
@@ -160,7 +158,7 @@ def test_a_right_password_gives_back_the_place_it_took(
     client: FlaskClient, twilio: TwilioServer
 ) -> None:
     # Given 9 failures: the next attempt takes the last place, and locks while it is checked
-    doctor = make_doctor()
+    doctor = make_sms_doctor()
     doctor.failed_sign_ins = LOCKOUT_FAILURES - 1
     db.session.commit()
     # When it is the right password, it was no failure: the place is given back, the lock lifted
@@ -178,7 +176,7 @@ def test_a_right_password_gives_back_the_place_it_took(
 def test_after_a_lockout_each_failure_locks_again_at_once(
     client: FlaskClient, twilio: TwilioServer
 ) -> None:
-    doctor = make_doctor()
+    doctor = make_sms_doctor()
     for _ in range(LOCKOUT_FAILURES):
         post_login(client, "cmuller", "wrong-password")
     db.session.execute(update(Doctor).values(
@@ -193,7 +191,7 @@ def test_after_a_lockout_each_failure_locks_again_at_once(
 
 
 def test_the_desk_unlocks_at_once(client: FlaskClient, twilio: TwilioServer) -> None:
-    doctor = make_doctor()
+    doctor = make_sms_doctor()
     lock(doctor)
     assert GENERIC in page_text(post_login(client, "cmuller"))
 
@@ -223,7 +221,7 @@ def test_guessing_one_login_from_many_addresses_meets_the_rate_limit(
     app: Flask, client: FlaskClient
 ) -> None:
     app.config["RATELIMIT_SIGNIN_PER_ACCOUNT"] = "2 per minute"
-    make_doctor()
+    make_sms_doctor()
     csrf = token(client)
 
     def attempt(login: str, address: str) -> int:
@@ -241,7 +239,7 @@ def test_guessing_codes_meets_the_rate_limit(
     app: Flask, client: FlaskClient, twilio: TwilioServer
 ) -> None:
     app.config["RATELIMIT_SIGNIN_PER_ACCOUNT"] = "3 per minute"
-    make_doctor()
+    make_sms_doctor()
     post_login(client, "cmuller")  # the password step draws on the account's budget too
     csrf = token(client, "/auth/code")
     statuses = [client.post("/auth/code", data={"csrf_token": csrf, "code": "000000"},
@@ -263,7 +261,7 @@ def _junk(i: int) -> dict[str, str]:
 
 
 def _step_password(app: Flask, client: FlaskClient, twilio: TwilioServer) -> Any:
-    make_doctor()
+    make_sms_doctor()
     csrf = token(client)
     spellings = ["cmuller", " CMuller", "CMULLER ", "cMuLLeR"]
 
@@ -287,12 +285,12 @@ def _after_password(client: FlaskClient, login: str, path: str, data: dict[str, 
 
 
 def _step_code(app: Flask, client: FlaskClient, twilio: TwilioServer) -> Any:
-    make_doctor()
+    make_sms_doctor()
     return _after_password(client, "cmuller", "/auth/code", {"code": "000000"})
 
 
 def _step_resend(app: Flask, client: FlaskClient, twilio: TwilioServer) -> Any:
-    make_doctor()
+    make_sms_doctor()
     return _after_password(client, "cmuller", "/auth/code/resend", {}, page="/auth/code")
 
 
@@ -323,7 +321,7 @@ def _signed_in(client: FlaskClient, user: Any, path: str, page: str,
 
 
 def _step_password_again(app: Flask, client: FlaskClient, twilio: TwilioServer) -> Any:
-    return _signed_in(client, make_doctor(), "/auth/password", "/auth/password", {
+    return _signed_in(client, make_sms_doctor(), "/auth/password", "/auth/password", {
         "current_password": "wrong", "new_password": "x", "confirm_password": "x"})
 
 
@@ -362,8 +360,8 @@ def test_two_browsers_of_one_account_share_its_budget_and_others_keep_theirs(
     app: Flask, client: FlaskClient, twilio: TwilioServer
 ) -> None:
     app.config["RATELIMIT_SIGNIN_PER_ACCOUNT"] = "4 per minute"
-    make_doctor()
-    make_doctor("lrochat", gln="7601000000026")
+    make_sms_doctor()
+    make_sms_doctor("lrochat", gln="7601000000026")
     laptop, phone, other = app.test_client(), app.test_client(), app.test_client()
     for browser in (laptop, phone):
         assert post_login(browser, "cmuller").status_code == 303  # 2 of 4
@@ -382,8 +380,8 @@ def test_two_browsers_of_one_account_share_its_budget_and_others_keep_theirs(
 def test_nothing_from_the_session_before_sign_in_survives(
     app: Flask, client: FlaskClient, twilio: TwilioServer
 ) -> None:
-    doctor = make_doctor()
-    victim = make_doctor("victim", gln="7601000000026")
+    doctor = make_sms_doctor()
+    victim = make_sms_doctor("victim", gln="7601000000026")
     with client.session_transaction() as session:
         session["planted"] = "by an attacker"
         session["_user_id"] = f"doctor:{victim.id}:{victim.session_epoch}"
@@ -422,7 +420,7 @@ def test_nothing_from_the_session_before_sign_in_survives(
 def test_next_never_leaves_the_site(
     client: FlaskClient, twilio: TwilioServer, target: str
 ) -> None:
-    make_doctor()
+    make_sms_doctor()
     assert 'name="next" value="/"' in page_text(client.get("/auth/login", query_string={
         "next": target}))
     answer = sign_in_doctor(client, twilio, next_path=target)
@@ -436,7 +434,7 @@ def test_next_never_leaves_the_site(
 def test_a_sign_in_post_without_csrf_token_does_nothing(
     client: FlaskClient, twilio: TwilioServer
 ) -> None:
-    doctor = make_doctor()
+    doctor = make_sms_doctor()
     answer = client.post("/auth/login", data={"login": "cmuller", "password": PASSWORD})
     assert answer.status_code == 400
     assert twilio.messages == []
@@ -451,7 +449,7 @@ def test_a_sign_in_post_without_csrf_token_does_nothing(
 def test_a_code_post_without_csrf_token_does_nothing(
     client: FlaskClient, twilio: TwilioServer
 ) -> None:
-    make_doctor()
+    make_sms_doctor()
     post_login(client, "cmuller")
     code = code_from(twilio)
     assert client.post("/auth/code", data={"code": code}).status_code == 400
@@ -460,7 +458,7 @@ def test_a_code_post_without_csrf_token_does_nothing(
 
 
 def test_sign_out_is_a_post_with_a_csrf_token(app: Flask, client: FlaskClient) -> None:
-    doctor = make_doctor()
+    doctor = make_sms_doctor()
     sign_in_as(client, doctor)
     assert client.get("/auth/logout").status_code == 405
     assert client.post("/auth/logout").status_code == 400
@@ -473,7 +471,7 @@ def test_sign_out_is_a_post_with_a_csrf_token(app: Flask, client: FlaskClient) -
 def test_sign_out_everywhere_ends_the_other_devices_sessions(
     app: Flask, client: FlaskClient, twilio: TwilioServer
 ) -> None:
-    make_doctor()
+    make_sms_doctor()
     laptop = app.test_client()
     sign_in_doctor(laptop, twilio)
     sign_in_doctor(client, twilio)
@@ -489,7 +487,7 @@ def test_sign_out_everywhere_ends_the_other_devices_sessions(
 def test_a_copy_of_the_cookie_kept_from_before_sign_out_is_refused(
     app: Flask, client: FlaskClient, twilio: TwilioServer
 ) -> None:
-    doctor = make_doctor()
+    doctor = make_sms_doctor()
     sign_in_doctor(client, twilio)
     thief = app.test_client()
     copy_session(client, thief)  # e.g. copied off a shared computer before the doctor left
@@ -512,7 +510,7 @@ def test_a_signed_out_session_is_remembered_only_until_it_would_have_expired(
 ) -> None:
     from app.models import EndedSession
 
-    make_doctor()
+    make_sms_doctor()
     sign_in_doctor(client, twilio)
     client.post("/auth/logout", data={"csrf_token": token(client, "/")})
     ended = db.session.scalars(db.select(EndedSession)).one()
@@ -530,7 +528,7 @@ def test_a_signed_out_session_is_remembered_only_until_it_would_have_expired(
 
 
 def test_a_session_not_made_by_sign_in_is_refused(app: Flask, client: FlaskClient) -> None:
-    doctor = make_doctor()
+    doctor = make_sms_doctor()
     sign_in_as(client, doctor)
     assert client.get("/documents").status_code == 200
     with client.session_transaction() as session:
@@ -550,7 +548,7 @@ def session_cookie_attributes(answer: Any, name: str) -> set[str]:
 def test_the_signed_in_session_cookie_is_http_only_and_same_site(
     client: FlaskClient, twilio: TwilioServer
 ) -> None:
-    make_doctor()
+    make_sms_doctor()
     signed_in = sign_in_doctor(client, twilio)
     assert signed_in.status_code == 303
     attributes = session_cookie_attributes(signed_in, "relais")
@@ -581,7 +579,7 @@ def test_in_production_the_session_cookie_is_secure_and_host_only(tmp_path: Any)
 def test_sessions_end_after_15_idle_minutes_or_10_hours(
     client: FlaskClient, twilio: TwilioServer, key: str, age: int
 ) -> None:
-    make_doctor()
+    make_sms_doctor()
     sign_in_doctor(client, twilio)
     with client.session_transaction() as session:
         session["seen_at"] = time.time() - 60
@@ -596,7 +594,7 @@ def test_sessions_end_after_15_idle_minutes_or_10_hours(
 
 
 def test_an_active_session_is_kept(client: FlaskClient, twilio: TwilioServer) -> None:
-    make_doctor()
+    make_sms_doctor()
     sign_in_doctor(client, twilio)
     with client.session_transaction() as session:
         session["seen_at"] = time.time() - 14 * 60

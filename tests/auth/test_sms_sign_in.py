@@ -12,17 +12,18 @@ from datetime import timedelta
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import select, update
+from sqlalchemy import update
 
 from app.extensions import db
-from app.models import OneTimeCode
-from tests.auth.test_login import (
+from tests.conftest import audit_text
+from tests.support.factories import make_sms_doctor
+from tests.support.login import (
     GENERIC,
+    challenge_of,
     code_from,
     copy_session,
-    events,
     isolated_client_fixture,  # noqa: F401
-    make_doctor,
+    move_back,
     page_text,
     post_code,
     post_login,
@@ -31,7 +32,7 @@ from tests.auth.test_login import (
     token,
     use_twilio,
 )
-from tests.conftest import audit_text
+from tests.support.trail import events
 from tests.support.twilio_server import (
     TwilioServer,
     twilio_server_fixture,  # noqa: F401
@@ -43,27 +44,12 @@ SMS_FAILED = "L'envoi du SMS a échoué. Réessayez dans un instant."
 @pytest.fixture()
 def twilio(app: Flask, twilio_server: TwilioServer) -> TwilioServer:
     use_twilio(app, twilio_server, TWILIO_TIMEOUT_SECONDS=0.5)
-    make_doctor()
+    make_sms_doctor()
     return twilio_server
 
 
 def wrong(code: str) -> str:
     return f"{(int(code) + 1) % 1_000_000:06d}"
-
-
-def challenge_of(client: FlaskClient) -> OneTimeCode:
-    with client.session_transaction() as session:
-        handle = session["pending"]["handle"]
-    found = db.session.scalar(select(OneTimeCode).where(OneTimeCode.handle == handle))
-    assert found is not None
-    return found
-
-
-def move_back(challenge: OneTimeCode, **columns: timedelta) -> None:
-    """Moves the attempt's clock columns into the past (freezegun is not in requirements)."""
-    values = {name: getattr(challenge, name) - delta for name, delta in columns.items()}
-    db.session.execute(update(OneTimeCode).where(OneTimeCode.id == challenge.id).values(values))
-    db.session.commit()
 
 
 def resend(client: FlaskClient) -> None:

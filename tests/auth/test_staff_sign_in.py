@@ -18,18 +18,17 @@ from app.auth.staff_factors import issue_recovery_codes, totp_secret
 from app.extensions import db
 from app.models import StaffUser
 from app.models.base import utcnow
-from tests.auth.test_login import (
+from tests.support.factories import PASSWORD, make_staff
+from tests.support.login import (
     GENERIC,
-    PASSWORD,
-    events,
     isolated_client_fixture,  # noqa: F401
-    make_staff,
     page_text,
     post_login,
     signed_in_account,
     token,
 )
-from tests.web.test_pages import assert_no_inline_code
+from tests.support.pages import assert_no_inline_code
+from tests.support.trail import events
 
 _RECOVERY = re.compile(r"<code>([a-z0-9]{4}-[a-z0-9]{4}-[a-z0-9]{4}-[a-z0-9]{4})</code>")
 

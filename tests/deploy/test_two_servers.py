@@ -42,7 +42,6 @@ from app.dispatch.clients import create_client
 from app.extensions import db
 from app.models import AuditEvent, Delivery, Doctor, Document, HinIdentity, Notification
 from app.models.base import utcnow
-from tests.auth.test_login import GENERIC, PASSWORD, make_doctor, weak_hash
 from tests.conftest import (
     TEST_KEY,
     consent_body,
@@ -53,6 +52,8 @@ from tests.conftest import (
     skip_or_fail,
     upgrade,
 )
+from tests.support.factories import PASSWORD, make_sms_doctor, weak_hash
+from tests.support.login import GENERIC
 from tests.support.saml_idp import (
     IDP_ENTITY_ID,
     SP_BASE,
@@ -126,7 +127,7 @@ def _saml_settings(directory: Path) -> str:
 def _seed(app: Flask) -> str:
     """Two active doctors notified at each arrival, and a DPI API client; returns its token."""
     with app.app_context():
-        sms_doctor = make_doctor("cmuller", gln=GLN_SMS)
+        sms_doctor = make_sms_doctor("cmuller", gln=GLN_SMS)
         sms_doctor.notification_mode = "immediate"
         db.session.add(Doctor(
             gln=GLN_OTHER, family_name="Rochat", given_name="Luc", email="l.rochat@example.ch",

@@ -21,6 +21,7 @@ from app.models import (
 from app.models.base import utcnow
 from tests.conftest import Api, consent_body
 from tests.openapi_check import assert_request_valid, assert_response_matches, load_spec
+from tests.support.factories import make_doctor
 
 SPEC = load_spec()
 
@@ -69,15 +70,11 @@ def birth_date(years: int, days: int = 0) -> str:
 
 def add_doctor(number_or_gln: int | str, state: str = "active", **fields: Any) -> Doctor:
     value = number_or_gln if isinstance(number_or_gln, str) else gln(number_or_gln)
-    doctor = Doctor(gln=value, state=state, family_name=fields.pop("family_name", "Doe"),
-                    given_name=fields.pop("given_name", "Jo"), **fields)
-    if state == "active":
-        doctor.activated_at = utcnow()
     if state == "deactivated":
-        doctor.activated_at = doctor.deactivated_at = utcnow()
-    db.session.add(doctor)
-    db.session.commit()
-    return doctor
+        fields.setdefault("activated_at", utcnow())
+        fields.setdefault("deactivated_at", fields["activated_at"])
+    return make_doctor(value, fields.pop("family_name", "Doe"), fields.pop("given_name", "Jo"),
+                       state=state, **fields)
 
 
 def consent(dpi: CheckedApi, patient: str = PATIENT, doctor: str = GLN, **changes: Any) -> Any:

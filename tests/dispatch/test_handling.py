@@ -16,9 +16,10 @@ from app.dispatch import handling
 from app.dispatch.handling import HandlingRefused
 from app.extensions import db
 from app.inbox.document_actions import report_not_my_patient
-from app.models import AuditEvent, Delivery, Doctor, Document, Notification
+from app.models import Delivery, Doctor, Document, Notification
 from tests.conftest import Api, consent_body, document_body
 from tests.dispatch.api_support import add_doctor, gln
+from tests.support.trail import events
 
 GLN = "7601000000019"  # the active_doctor fixture
 OTHER = gln(7)
@@ -48,11 +49,6 @@ def delivery(document_id: str, recipient: str = GLN) -> Delivery:
                                               Delivery.recipient_gln == recipient))
     assert found is not None
     return found
-
-
-def events(action: str) -> list[AuditEvent]:
-    return list(db.session.scalars(
-        select(AuditEvent).where(AuditEvent.action == action).order_by(AuditEvent.id)))
 
 
 def refusal(call: Any, *args: Any, **kwargs: Any) -> str:

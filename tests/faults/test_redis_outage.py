@@ -35,16 +35,10 @@ from app.auth.session import access_of
 from app.auth.staff_factors import totp_secret
 from app.extensions import db
 from app.models import AuditEvent, Delivery, Doctor, OneTimeCode, StaffUser
-from tests.auth.test_login import (
-    GENERIC,
-    PASSWORD,
-    IsolatedClient,
-    code_from,
-    make_doctor,
-    make_staff,
-    signed_in_account,
-)
 from tests.conftest import Api, consent_body, document_body, sibling_app
+from tests.support.factories import PASSWORD, make_sms_doctor, make_staff
+from tests.support.login import GENERIC, IsolatedClient, code_from, signed_in_account
+from tests.support.pages import csrf_token
 from tests.support.redis_server import (
     RedisServer,
     redis_server_fixture,  # noqa: F401
@@ -54,7 +48,6 @@ from tests.support.twilio_server import (
     TwilioServer,
     twilio_server_fixture,  # noqa: F401
 )
-from tests.web.test_pages import csrf_token
 
 #: Per-login budget of the app under test: small, so that a few attempts reach it.
 ACCOUNT_LIMIT = 3
@@ -165,7 +158,7 @@ def test_every_limited_route_refuses_with_a_clear_page_while_redis_is_down(
     # Given the portal and every route its limiter guards (found from the URL map)
     routes = limited_routes(outage.app)
     assert {endpoint for endpoint, _, _ in routes} >= SIGN_IN_ENDPOINTS, routes
-    make_doctor("cmuller")
+    make_sms_doctor("cmuller")
     anonymous = outage.client(language)
     form = login_form(anonymous, "cmuller", PASSWORD)
     # the routes behind the gate (a password change, new recovery codes) by a signed-in user
@@ -247,7 +240,7 @@ def test_an_sms_sign_in_is_neither_checked_nor_consumed_during_the_outage_then_c
     outage: Outage,
 ) -> None:
     # Given a doctor who typed the right password while Redis was up: a code went by SMS
-    doctor = make_doctor("cmuller")
+    doctor = make_sms_doctor("cmuller")
     client = outage.client()
     response = client.post("/auth/login", data=login_form(client, "cmuller", PASSWORD))
     assert response.status_code == 303 and response.headers["Location"] == "/auth/code"
@@ -318,7 +311,7 @@ def test_a_staff_authenticator_code_is_not_checked_during_the_outage(outage: Out
 
 
 def test_the_limits_count_again_after_redis_comes_back(outage: Outage) -> None:
-    make_doctor("cmuller")
+    make_sms_doctor("cmuller")
     client = outage.client()
     # Given an outage (Redis keeps nothing on disk: it comes back empty)
     outage.redis.stop()

@@ -26,24 +26,24 @@ from sqlalchemy import select
 from app.auth import codes
 from app.extensions import db
 from app.models import Doctor, OneTimeCode, StaffUser
-from tests.auth.test_login import (
-    MOBILE,
+from tests.conftest import audit_text
+from tests.support.desk import ENROLMENT, desk_user, doctor_by_gln, enter_code, post
+from tests.support.desk import code_from as desk_code
+from tests.support.factories import MOBILE, make_sms_doctor
+from tests.support.login import (
+    challenge_of,
     code_from,
-    events,
     isolated_client_fixture,  # noqa: F401
-    make_doctor,
+    move_back,
     post_code,
     post_login,
     signed_in_account,
     token,
     use_twilio,
 )
-from tests.auth.test_sms_sign_in import challenge_of, move_back
-from tests.conftest import audit_text
-from tests.staff.test_desk import ENROLMENT, desk_user, doctor_by_gln, enter_code, post
-from tests.staff.test_desk import code_from as desk_code
-from tests.staff.test_desk import events as desk_events
 from tests.support.signin import sign_in_as
+from tests.support.trail import events
+from tests.support.trail import events as desk_events
 from tests.support.twilio_server import (
     TwilioServer,
     twilio_server_fixture,  # noqa: F401
@@ -77,7 +77,7 @@ STALL = 60.0
 @pytest.fixture()
 def twilio(app: Flask, twilio_server: TwilioServer) -> TwilioServer:
     use_twilio(app, twilio_server, TWILIO_TIMEOUT_SECONDS=TIMEOUT)
-    make_doctor()
+    make_sms_doctor()
     return twilio_server
 
 

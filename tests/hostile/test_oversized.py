@@ -27,8 +27,8 @@ from app.extensions import db
 from app.models import AuditEvent, Document
 from tests.conftest import TEST_KEY, Api, document_body, make_app, upgrade
 from tests.dispatch.api_support import assert_rejected, counts
+from tests.support.pages import csrf_token
 from tests.support.servers import ROOT, AppServer, free_ports
-from tests.web.test_pages import csrf_token
 
 GLN = "7601000000019"
 PATIENT = "P-0042"

@@ -13,14 +13,14 @@ from werkzeug.routing import IntegerConverter
 from app.auth.session import access_of
 from app.extensions import db
 from app.models import Delivery, Doctor
-from tests.inbox.test_documents import (  # the fixtures register as inbox, other_doctor
+from tests.support.inbox import (
     OTHER_GLN,
     Inbox,
     inbox_fixture,  # noqa: F401
     other_doctor_fixture,  # noqa: F401
 )
+from tests.support.pages import csrf_token
 from tests.support.signin import sign_in_as
-from tests.web.test_pages import csrf_token
 
 
 def doctor_id_routes(app: Flask) -> list[tuple[str, str, str]]:

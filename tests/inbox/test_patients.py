@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import hashlib
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
-from itertools import count
 from typing import Any
 
 import pytest
@@ -18,71 +16,46 @@ from sqlalchemy import event
 
 from app.extensions import db
 from app.inbox.patient_queries import PAGE_SIZE, list_patients, months_before
-from app.models import Consent, Delivery, Doctor, Document, Patient
+from app.models import Consent, Delivery, Doctor, Patient
 from app.models.base import utcnow
+from tests.support.factories import (
+    make_consent,
+    make_delivery,
+    make_doctor,
+    make_document,
+    make_patient,
+)
+from tests.support.pages import assert_no_inline_code
 from tests.support.signin import sign_in_as
-from tests.web.test_pages import assert_no_inline_code
-
-_serial = count(1)
 
 
 @dataclass
 class Clinic:
-    """Builds the rows the portal reads: doctors, patients, consents and deliveries."""
+    """Builds the rows the portal reads (``tests/support/factories.py``), as these tests name
+    them: doctors, patients with or without a consent, and letters delivered to a doctor."""
 
     doctors: dict[str, Doctor] = field(default_factory=dict)
 
     def doctor(self, gln: str = "7601000000019", family: str = "Muller", given: str = "Claire",
                **columns: Any) -> Doctor:
-        doctor = Doctor(gln=gln, family_name=family, given_name=given, state="active",
-                        activated_at=utcnow(), **columns)
-        db.session.add(doctor)
-        db.session.commit()
-        return doctor
+        return make_doctor(gln, family, given, **columns)
 
     def patient(self, family: str, given: str = "Anna", birth: date = date(1961, 4, 2),
                 *, consent_to: Doctor | None = None, revoked: bool = False) -> Patient:
-        patient = Patient(dpi_id=f"P-{next(_serial):05d}", family_name=family, given_name=given,
-                          birth_date=birth)
-        db.session.add(patient)
-        db.session.flush()
+        patient = make_patient(None, family, given, birth)
         if consent_to is not None:
             self.consent(patient, consent_to, revoked=revoked)
-        db.session.commit()
         return patient
 
     def consent(self, patient: Patient, doctor: Doctor, *, revoked: bool = False) -> Consent:
-        consent = Consent(patient_id=patient.id, doctor_id=doctor.id, electronic_sending=True,
-                          given_by="patient", recorded_by="secretariat.cardio",
-                          revoked_at=utcnow() if revoked else None)
-        db.session.add(consent)
-        db.session.commit()
-        return consent
+        return make_consent(patient, doctor, revoked=revoked)
 
     def letter(self, patient: Patient, doctor: Doctor, *, status: str = "delivered",
                title: str = "Lettre de sortie", days_ago: int = 1, reported: bool = False,
                service: str = "cardiologie") -> Delivery:
-        n = next(_serial)
         when = utcnow() - timedelta(days=days_ago)
-        document = Document(
-            document_id=f"DPI-2026-{n:06d}", patient_id=patient.id, type="discharge_letter",
-            title=title, service=service, author="Dr B. Exemple", encounter="outpatient",
-            signed_at=when, sensitive=False, third_party_data=False, category="report",
-            content_type="application/pdf", size=10, sha256="0" * 64,
-            request_hash=hashlib.sha256(str(n).encode()).hexdigest(), response={},
-        )
-        db.session.add(document)
-        db.session.flush()
-        delivery = Delivery(
-            document_id=document.id, recipient_gln=doctor.gln, doctor_id=doctor.id,
-            status=status, rule="ok", reason="test", decided_at=when,
-            delivered_at=when if status in ("delivered", "read", "retracted") else None,
-            first_read_at=when if status == "read" else None,
-            reported_not_my_patient_at=utcnow() if reported else None,
-        )
-        db.session.add(delivery)
-        db.session.commit()
-        return delivery
+        document = make_document(patient, signed_at=when, title=title, service=service)
+        return make_delivery(document, doctor, status=status, when=when, reported=reported)
 
 
 @pytest.fixture()
@@ -443,10 +416,3 @@ def test_every_patients_route_with_an_id_is_in_the_isolation_test(app: Flask) ->
     }
     assert rules == set(ID_ROUTES)
 
-
-@pytest.mark.parametrize("path", ["/patients", "/patients/1"])
-def test_anonymous_visitors_are_sent_to_sign_in(client: FlaskClient, path: str) -> None:
-    response = client.get(path)
-
-    assert response.status_code == 303
-    assert "/auth/login" in response.headers["Location"]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from email import message_from_bytes, policy
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -17,15 +16,12 @@ from app.extensions import db
 from app.models import Delivery, Doctor, Document, Notification
 from app.models.base import utcnow
 from app.notify.outbox import MAX_ATTEMPTS, send_due
-from tests.conftest import Api, consent_body, document_body
+from tests.conftest import Api, consent_body
 from tests.notify.smtp_server import Smtp
 from tests.support.concurrency import Start, race
+from tests.support.notifications import GLN, assert_no_patient_data, post_letter, rows
 
-GLN = "7601000000019"  # the active_doctor fixture
 ZURICH = ZoneInfo("Europe/Zurich")
-#: What the letters below carry and no email may: names, birth date, DPI ids, titles.
-PATIENT_DATA = ["Muster", "Anna", "1961-04-02", "02.04.1961", "P-0042", "DPI-2026",
-                "Lettre de sortie", "Bilan cardiologique", "cardiologie", "Exemple"]
 
 
 @pytest.fixture()
@@ -39,28 +35,8 @@ def doctor(active_doctor: Doctor, api: Api) -> Doctor:
     return active_doctor
 
 
-def post_letter(api: Api, number: int, **changes: Any) -> None:
-    body = document_body(f"DPI-2026-{number:06d}", **changes)
-    response = api.post("/api/v1/documents", json=body)
-    assert response.status_code == 201, response.get_json()
-
-
-def rows() -> list[Notification]:
-    db.session.expire_all()
-    return list(db.session.scalars(select(Notification).order_by(Notification.id)))
-
-
 def later(minutes: float) -> datetime:
     return utcnow() + timedelta(minutes=minutes)
-
-
-def assert_no_patient_data(smtp: Smtp) -> None:
-    for _, raw in smtp.inbox.messages:
-        for part in [raw] + [p.get_content().encode() for p in
-                             message_from_bytes(raw, policy=policy.default).walk()  # type: ignore[attr-defined]
-                             if p.get_content_maintype() == "text"]:
-            for value in PATIENT_DATA:
-                assert value.encode() not in part, value
 
 
 def test_arrivals_within_two_minutes_gather_into_one_email(

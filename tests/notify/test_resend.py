@@ -28,10 +28,10 @@ from app.notify.outbox import (
 from app.staff.accounts import create_staff
 from tests.conftest import Api, consent_body, make_app
 from tests.notify.smtp_server import Smtp
-from tests.notify.test_notifications import GLN, assert_no_patient_data, post_letter, rows
 from tests.support.concurrency import Start, race
+from tests.support.notifications import GLN, assert_no_patient_data, post_letter, rows
+from tests.support.pages import csrf_token
 from tests.support.signin import sign_in_as
-from tests.web.test_pages import csrf_token
 
 DESK = Actor("desk", "desk-resend")
 

@@ -13,13 +13,14 @@ from flask.testing import FlaskClient
 from sqlalchemy import select, update
 
 from app.extensions import db
-from app.models import AuditEvent, Doctor, EmailChange
+from app.models import Doctor, EmailChange
 from app.models.base import utcnow
 from app.notify.outbox import send_due
 from app.profile.preferences import PREFERENCES
 from tests.notify.smtp_server import Smtp, serving
+from tests.support.pages import csrf_token
 from tests.support.signin import sign_in_as
-from tests.web.test_pages import csrf_token
+from tests.support.trail import events
 
 OLD = "claire.muller@cabinet.example"
 NEW = "c.muller@nouveau-cabinet.example"
@@ -51,10 +52,6 @@ def form(client: FlaskClient, **changes: Any) -> dict[str, Any]:
         data[p.name] = value if p.kind == "multi" else str(value)
     data.update(changes)
     return data
-
-
-def events(action: str) -> list[AuditEvent]:
-    return list(db.session.scalars(select(AuditEvent).where(AuditEvent.action == action)))
 
 
 def reload(doctor: Doctor) -> Doctor:

@@ -10,8 +10,8 @@ from app.extensions import db
 from app.models import Doctor
 from app.models.base import utcnow
 from tests.conftest import sibling_app
+from tests.support.pages import assert_no_inline_code
 from tests.support.signin import sign_in_as
-from tests.web.test_pages import assert_no_inline_code
 
 PAGES = ["/help", "/privacy"]
 

@@ -26,6 +26,7 @@ from app.crypto import ContentIntegrityError
 from app.extensions import db
 from app.models import AuditEvent, Doctor, RecoveryCode, StaffUser
 from app.staff.accounts import StaffError, create_staff, deactivate_staff, reset_totp
+from tests.support.trail import events
 
 NOW = datetime(2026, 11, 22, 8, 0, 15, tzinfo=UTC)
 STEP = timedelta(seconds=30)
@@ -45,12 +46,6 @@ def audit_text() -> str:
     return "\n".join(
         json.dumps([e.actor, e.action, e.target, e.outcome, e.rule, e.details]) for e in events
     )
-
-
-def events(action: str) -> list[AuditEvent]:
-    return list(db.session.scalars(
-        select(AuditEvent).where(AuditEvent.action == action).order_by(AuditEvent.id)
-    ))
 
 
 @pytest.fixture()

@@ -20,36 +20,21 @@ from werkzeug.test import TestResponse
 
 from app.audit import CLI, Actor, record
 from app.extensions import db
-from app.models import AuditEvent, Doctor, StaffUser
-from app.staff.accounts import create_staff
+from app.models import AuditEvent, StaffUser
+from tests.support.factories import make_staff
+from tests.support.pages import assert_no_inline_code, csrf_token
 from tests.support.signin import sign_in_as
-from tests.web.test_pages import assert_no_inline_code, csrf_token
+from tests.support.trail import events
 
 DESK_ACTOR = "desk:desk-audit"
-
-#: Every route of the viewer, for the access tests.
-ROUTES = [
-    ("GET", "/staff/audit"),
-    ("GET", "/staff/audit?patient=P-1"),
-    ("POST", "/staff/audit/verify"),
-    ("GET", "/staff/audit/export.csv"),
-    ("GET", "/staff/audit/export.json"),
-]
 
 
 # --- helpers ---------------------------------------------------------------------------------
 
 
-def staff_user(login: str, role: str) -> StaffUser:
-    user, _, _ = create_staff(login, role, CLI)
-    user.must_change_password = False
-    db.session.commit()
-    return user
-
-
 @pytest.fixture()
 def desk(client: FlaskClient) -> StaffUser:
-    user = staff_user("desk-audit", "desk")
+    user = make_staff("desk-audit", "desk", password=None, enrolled=False)
     sign_in_as(client, user)
     return user
 
@@ -93,12 +78,6 @@ def ids(response: TestResponse) -> list[int]:
     return [int(n) for n in re.findall(r"<tr>\s*<td>(\d+)</td>", table)]
 
 
-def events(action: str) -> list[AuditEvent]:
-    db.session.expire_all()
-    return list(db.session.scalars(
-        select(AuditEvent).where(AuditEvent.action == action).order_by(AuditEvent.id)))
-
-
 @contextmanager
 def counting_queries() -> Iterator[list[str]]:
     statements: list[str] = []
@@ -114,38 +93,6 @@ def counting_queries() -> Iterator[list[str]]:
 
 
 # --- attacks: who may reach the viewer ---------------------------------------------------------
-
-
-@pytest.mark.parametrize("role", ["staff", "doctor"])
-def test_the_viewer_is_refused_to_staff_and_doctors(
-    app: Flask, client: FlaskClient, role: str
-) -> None:
-    seed()
-    user: Any
-    if role == "staff":
-        user = staff_user("staff-audit", "staff")
-    else:
-        user = Doctor(gln="7601000000019", family_name="Muller", given_name="Claire",
-                      state="active", login="cmuller", must_change_password=False)
-        db.session.add(user)
-        db.session.commit()
-    sign_in_as(client, user)
-    token = csrf_token(client.get("/", follow_redirects=True))
-    for method, path in ROUTES:
-        answer = client.open(path, method=method, data={"csrf_token": token})
-        assert answer.status_code == 403, (role, method, path)
-    assert events("audit.verified") == events("audit.exported") == []
-
-
-def test_anonymous_visitors_are_sent_to_sign_in(client: FlaskClient) -> None:
-    token = csrf_token(client.get("/"))
-    for method, path in ROUTES:
-        answer = client.open(path, method=method, data={"csrf_token": token})
-        if method == "GET":
-            assert answer.status_code == 303, path
-            assert answer.headers["Location"].startswith("/auth/login"), path
-        else:
-            assert answer.status_code == 401, path
 
 
 def test_verify_without_csrf_token_is_refused(client: FlaskClient, desk: StaffUser) -> None:

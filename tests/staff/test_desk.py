@@ -15,41 +15,42 @@ from typing import Any
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import func, select, update
+from sqlalchemy import select, update
 from werkzeug.test import TestResponse
 
 from app.audit import CLI
 from app.auth.passwords import verify_password
 from app.extensions import db
-from app.models import AuditEvent, DeskStep, Doctor, OneTimeCode, StaffUser
+from app.models import DeskStep, Doctor, OneTimeCode, StaffUser
 from app.models.base import utcnow
 from app.staff.accounts import create_staff
 from app.staff.enrolment import enrol_sms_doctor
 from tests.conftest import Api, audit_text, consent_body, document_body
+from tests.support.desk import (
+    ENROLMENT,
+    GLN,
+    code_from,
+    count,
+    desk_user,
+    doctor_by_gln,
+    enter_code,
+    post,
+    text,
+    token,
+)
 from tests.support.signin import sign_in_as
+from tests.support.trail import events
 from tests.support.twilio_server import (
     TwilioServer,
     twilio_server_fixture,  # noqa: F401
 )
-from tests.web.test_pages import csrf_token
 
-GLN = "7601000000026"
 MOBILE = "+41791234567"
 NEW_MOBILE = "+41781112233"
 DESK_ACTOR = "desk:desk-test"
-_CODE = re.compile(r"\b(\d{6})\b")
 
-ENROLMENT = {
-    "gln": GLN,
-    "family_name": "Rochat",
-    "given_name": "Luc",
-    "email": "luc.rochat@example.ch",
-    "mobile": "079 123 45 67",
-    "id_document": "identity_card",
-    "id_last4": "4b7x",
-}
 
-#: Every desk route with a method, for the access tests (1 is a doctor id).
+#: Every desk route with a method (1 is a doctor id). Who may reach them: tests/web/test_access.py.
 ROUTES = [
     ("GET", "/staff/desk"),
     ("GET", "/staff/desk?q=muller"),
@@ -80,13 +81,6 @@ POST_ROUTES = [path for method, path in ROUTES if method == "POST"]
 # --- fixtures and helpers --------------------------------------------------------------------
 
 
-def desk_user(login: str = "desk-test") -> StaffUser:
-    user, _, _ = create_staff(login, "desk", CLI)
-    user.must_change_password = False
-    db.session.commit()
-    return user
-
-
 @pytest.fixture()
 def desk(client: FlaskClient) -> StaffUser:
     """A desk user, signed in on ``client``."""
@@ -101,49 +95,13 @@ def sms(app: Flask, twilio_server: TwilioServer) -> TwilioServer:
     return twilio_server
 
 
-def token(client: FlaskClient, path: str = "/staff/desk") -> str:
-    return csrf_token(client.get(path, follow_redirects=True))
-
-
-def post(client: FlaskClient, path: str, data: dict[str, str] | None = None) -> TestResponse:
-    return client.post(path, data={"csrf_token": token(client), **(data or {})})
-
-
-def text(response: TestResponse) -> str:
-    return response.get_data(as_text=True)
-
-
-def code_from(server: TwilioServer) -> str:
-    match = _CODE.search(server.last_message().body)
-    assert match is not None, "the SMS carries no 6-digit code"
-    return match.group(1)
-
-
 def other_code(code: str) -> str:
     """A wrong code, unlike any GLN or number of these tests (the trail is searched for it)."""
     return "918273" if code != "918273" else "827364"
 
 
-def count(model: Any) -> int:
-    return int(db.session.scalar(select(func.count()).select_from(model)) or 0)
-
-
-def events(action: str) -> list[AuditEvent]:
-    return list(db.session.scalars(
-        select(AuditEvent).where(AuditEvent.action == action).order_by(AuditEvent.id)))
-
-
-def doctor_by_gln(gln: str = GLN) -> Doctor | None:
-    db.session.expire_all()
-    return db.session.scalar(select(Doctor).where(Doctor.gln == gln))
-
-
 def start_enrolment(client: FlaskClient, **changes: str) -> TestResponse:
     return post(client, "/staff/desk/enrol", {**ENROLMENT, **changes})
-
-
-def enter_code(client: FlaskClient, code: str) -> TestResponse:
-    return post(client, "/staff/desk/enrol/verify", {"code": code})
 
 
 def enrolled_doctor() -> Doctor:
@@ -181,34 +139,6 @@ def is_signed_in(client: FlaskClient) -> bool:
 
 
 # --- attacks: who may reach the desk ---------------------------------------------------------
-
-
-@pytest.mark.parametrize("role", ["staff", "doctor"])
-def test_the_desk_is_refused_to_staff_and_doctors(
-    app: Flask, client: FlaskClient, role: str
-) -> None:
-    user: Any
-    if role == "staff":
-        user, _, _ = create_staff("staff-test", "staff", CLI)
-        user.must_change_password = False
-        db.session.commit()
-    else:
-        user = enrolled_doctor()
-    sign_in_as(client, user)
-    for method, path in ROUTES:
-        answer = client.open(path, method=method, data={"csrf_token": token(client, "/")})
-        assert answer.status_code == 403, (role, method, path)
-    assert count(OneTimeCode) == 0
-
-
-def test_anonymous_visitors_are_sent_to_sign_in_or_refused(client: FlaskClient) -> None:
-    for method, path in ROUTES:
-        answer = client.open(path, method=method, data={"csrf_token": token(client, "/")})
-        if method == "GET":
-            assert answer.status_code == 303, path
-            assert answer.headers["Location"].startswith("/auth/login"), path
-        else:
-            assert answer.status_code == 401, path
 
 
 @pytest.mark.parametrize("path", POST_ROUTES)

@@ -36,9 +36,10 @@ from app.staff.accounts import create_staff
 from app.staff.enrolment import deactivate_doctor, enrol_sms_doctor
 from tests.conftest import Api, consent_body, document_body, make_app
 from tests.dispatch.api_support import gln
-from tests.staff.test_desk import ENROLMENT, code_from, desk_user, enter_code, events, post, text
 from tests.support.concurrency import Start, race
+from tests.support.desk import ENROLMENT, code_from, desk_user, enter_code, post, text
 from tests.support.signin import sign_in_as
+from tests.support.trail import events
 from tests.support.twilio_server import (
     TwilioServer,
     twilio_server_fixture,  # noqa: F401

@@ -33,18 +33,10 @@ from app.staff.approvals import ApprovalRefused
 from app.staff.enrolment import enrol_sms_doctor
 from tests.conftest import audit_text, consent_body, make_app
 from tests.notify.smtp_server import Smtp, serving
-from tests.staff.test_desk import (
-    ENROLMENT,
-    code_from,
-    count,
-    desk_user,
-    enter_code,
-    events,
-    post,
-    text,
-)
 from tests.support.concurrency import Start, race
+from tests.support.desk import ENROLMENT, code_from, count, desk_user, enter_code, post, text
 from tests.support.signin import sign_in_as
+from tests.support.trail import events
 from tests.support.twilio_server import (
     TwilioServer,
     twilio_server_fixture,  # noqa: F401
@@ -368,7 +360,7 @@ def test_a_doctor_or_hospital_staff_cannot_approve(
 
 
 def _token(client: FlaskClient) -> str:
-    from tests.web.test_pages import csrf_token
+    from tests.support.pages import csrf_token
 
     return csrf_token(client.get("/help"))
 

@@ -16,15 +16,15 @@ from flask.testing import FlaskClient
 from sqlalchemy import func, select, update
 from werkzeug.test import TestResponse
 
-from app.audit import CLI
 from app.extensions import db
 from app.gln import make_gln
 from app.models import AuditEvent, Consent, Delivery, Doctor, Document, Patient, StaffUser
 from app.models.base import utcnow
-from app.staff.accounts import create_staff
 from tests.conftest import Api, audit_text, document_body
+from tests.support.factories import make_doctor, make_patient, make_staff
+from tests.support.pages import csrf_token
 from tests.support.signin import sign_in_as
-from tests.web.test_pages import csrf_token
+from tests.support.trail import events
 
 GLN = "7601000000019"
 OTHER_GLN = make_gln("760100000002")
@@ -47,16 +47,9 @@ POST_ROUTES = [path for method, path in ROUTES if method == "POST"]
 # --- fixtures and helpers --------------------------------------------------------------------
 
 
-def staff_user(role: str = "staff", login: str = LOGIN) -> StaffUser:
-    user, _, _ = create_staff(login, role, CLI)
-    user.must_change_password = False
-    db.session.commit()
-    return user
-
-
 @pytest.fixture()
 def staff(client: FlaskClient) -> StaffUser:
-    user = staff_user()
+    user = make_staff(LOGIN, "staff", password=None, enrolled=False)
     sign_in_as(client, user)
     return user
 
@@ -71,31 +64,14 @@ def born(years: int, days: int = 0) -> date:
     return day - timedelta(days=days)
 
 
-def add_patient(dpi_id: str = PATIENT, family: str = "Muster", given: str = "Anna",
-                birth: date = date(1961, 4, 2)) -> Patient:
-    patient = Patient(dpi_id=dpi_id, family_name=family, given_name=given, birth_date=birth)
-    db.session.add(patient)
-    db.session.commit()
-    return patient
-
-
-def add_doctor(gln: str = GLN, family: str = "Muller", given: str = "Claire",
-               state: str = "active") -> Doctor:
-    doctor = Doctor(gln=gln, family_name=family, given_name=given, state=state,
-                    activated_at=utcnow() if state == "active" else None)
-    db.session.add(doctor)
-    db.session.commit()
-    return doctor
-
-
 @pytest.fixture()
 def patient(app: Any) -> Patient:
-    return add_patient()
+    return make_patient()
 
 
 @pytest.fixture()
 def doctor(app: Any) -> Doctor:
-    return add_doctor()
+    return make_doctor()
 
 
 def text(response: TestResponse) -> str:
@@ -122,12 +98,6 @@ def consents() -> list[Consent]:
     return list(db.session.scalars(select(Consent).order_by(Consent.id)))
 
 
-def events(action: str) -> list[AuditEvent]:
-    db.session.expire_all()
-    return list(db.session.scalars(
-        select(AuditEvent).where(AuditEvent.action == action).order_by(AuditEvent.id)))
-
-
 def count(model: Any) -> int:
     db.session.expire_all()
     return int(db.session.scalar(select(func.count()).select_from(model)) or 0)
@@ -152,27 +122,9 @@ def ingest(api: Api, document_id: str, **changes: Any) -> dict[str, Any]:
 # --- access --------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("method", "path"), ROUTES)
-def test_a_doctor_is_refused_everywhere(client: FlaskClient, patient: Patient,
-                                        method: str, path: str) -> None:
-    doctor = add_doctor()
-    doctor.login = "cmuller"
-    db.session.commit()
-    sign_in_as(client, doctor)
-    answer = client.open(path, method=method, data={"csrf_token": token(client, "/help")})
-    assert answer.status_code == 403
-
-
-@pytest.mark.parametrize(("method", "path"), ROUTES)
-def test_anonymous_visitors_are_sent_to_sign_in(client: FlaskClient, method: str,
-                                                path: str) -> None:
-    answer = client.open(path, method=method, data={"csrf_token": token(client, "/")})
-    assert answer.status_code == (303 if method == "GET" else 401)
-
-
 def test_the_desk_may_do_what_staff_do(client: FlaskClient, patient: Patient,
                                        doctor: Doctor) -> None:
-    sign_in_as(client, staff_user("desk", "desk-test"))
+    sign_in_as(client, make_staff("desk-test", "desk", password=None, enrolled=False))
     assert client.get(f"/staff/patients/{PATIENT}").status_code == 200
     assert record_consent(client).status_code == 303
     assert consents()[0].recorded_by == "desk-test"
@@ -216,10 +168,10 @@ def test_revoking_a_consent_that_does_not_exist_is_404(client: FlaskClient, staf
 
 @pytest.fixture()
 def many(app: Any) -> None:
-    add_patient("P-1", "Muster", "Anna", date(1961, 4, 2))
-    add_patient("P-2", "Muster", "Jean", date(1990, 1, 15))
-    add_patient("P-3", "Favre", "Annabelle", date(1961, 4, 2))
-    add_patient("P-10", "Rochat", "Luc", date(2012, 6, 30))
+    make_patient("P-1", "Muster", "Anna", date(1961, 4, 2))
+    make_patient("P-2", "Muster", "Jean", date(1990, 1, 15))
+    make_patient("P-3", "Favre", "Annabelle", date(1961, 4, 2))
+    make_patient("P-10", "Rochat", "Luc", date(2012, 6, 30))
 
 
 @pytest.mark.parametrize(("params", "found"), [
@@ -297,7 +249,7 @@ def test_a_dpi_id_not_found_offers_to_register_the_patient(client: FlaskClient,
 
 def test_the_patient_page_shows_the_identity_and_is_audited(client: FlaskClient,
                                                             staff: StaffUser) -> None:
-    add_patient(birth=born(40))
+    make_patient(birth_date=born(40))
     html = text(client.get(f"/staff/patients/{PATIENT}"))
     assert "<h1>Muster Anna</h1>" in html
     assert "40 ans" in html
@@ -317,7 +269,7 @@ def test_the_patient_page_shows_the_identity_and_is_audited(client: FlaskClient,
 ])
 def test_the_page_says_which_rule_applies_today(client: FlaskClient, staff: StaffUser,
                                                 years: int, days: int, rule: str) -> None:
-    add_patient(birth=born(years, days))
+    make_patient(birth_date=born(years, days))
     assert rule in text(client.get(f"/staff/patients/{PATIENT}"))
 
 
@@ -330,8 +282,9 @@ def test_a_deceased_patient_is_marked(client: FlaskClient, staff: StaffUser,
 
 
 def test_hostile_names_are_escaped(client: FlaskClient, staff: StaffUser) -> None:
-    add_patient(family="<script>alert(1)</script>", given="<img src=x onerror=alert(2)>")
-    add_doctor(family="<b>Evil</b>", given="<i>Doc</i>")
+    make_patient(family_name="<script>alert(1)</script>",
+                 given_name="<img src=x onerror=alert(2)>")
+    make_doctor(family_name="<b>Evil</b>", given_name="<i>Doc</i>")
     record_consent(client, representative_name="")
     for html in (text(client.get(f"/staff/patients/{PATIENT}")),
                  text(client.get("/staff/patients?q=script")),
@@ -394,7 +347,7 @@ def test_an_unknown_gln_creates_a_pending_doctor_and_says_so(
 
 def test_a_known_inactive_doctor_is_said(client: FlaskClient, staff: StaffUser,
                                          patient: Patient) -> None:
-    add_doctor(state="deactivated")
+    make_doctor(state="deactivated")
     record_consent(client)
     assert "n'est pas actif" in unescape(text(client.get(f"/staff/patients/{PATIENT}")))
 
@@ -469,7 +422,7 @@ def test_an_overlong_gln_is_refused_without_storing(client: FlaskClient, staff: 
 def test_the_minors_rule_from_the_page(client: FlaskClient, staff: StaffUser, doctor: Doctor,
                                        years: int, days: int, fields: dict[str, str],
                                        field: str | None, message: str | None) -> None:
-    add_patient(birth=born(years, days))
+    make_patient(birth_date=born(years, days))
     answer = record_consent(client, **fields)
     if field is None:
         assert answer.status_code == 303, error_of(answer, "given_by")
@@ -484,7 +437,7 @@ def test_the_minors_rule_from_the_page(client: FlaskClient, staff: StaffUser, do
 
 def test_the_rule_is_shown_in_english(client: FlaskClient, staff: StaffUser,
                                       doctor: Doctor) -> None:
-    add_patient(birth=born(14))
+    make_patient(birth_date=born(14))
     answer = client.post(f"/staff/patients/{PATIENT}/consents",
                          data={"csrf_token": token(client), **ADULT_CONSENT},
                          headers={"Accept-Language": "en"})
@@ -500,7 +453,7 @@ def test_revoking_cancels_held_deliveries_and_keeps_delivered_ones(
     client: FlaskClient, staff: StaffUser, doctor: Doctor, api_token: str
 ) -> None:
     api = Api(client, api_token)
-    add_patient()
+    make_patient()
     record_consent(client)
     ingest(api, "DOC-DELIVERED")
     ingest(api, "DOC-HELD", sensitive=True, signed_at=utcnow().isoformat())
@@ -535,8 +488,8 @@ def test_deliveries_show_metadata_and_statuses_never_content(
     client: FlaskClient, staff: StaffUser, doctor: Doctor, api_token: str
 ) -> None:
     api = Api(client, api_token)
-    add_patient()
-    add_doctor(OTHER_GLN, "Rochat", "Luc")
+    make_patient()
+    make_doctor(OTHER_GLN, "Rochat", "Luc")
     record_consent(client)
     ingest(api, "DOC-1", title="<b>Lettre</b> de sortie", recipients=[GLN, OTHER_GLN])
     ingest(api, "DOC-2", third_party_data=True, title="Rapport tiers")
@@ -558,7 +511,7 @@ def test_deliveries_show_metadata_and_statuses_never_content(
 def test_many_deliveries_are_paged(client: FlaskClient, staff: StaffUser, doctor: Doctor,
                                    api_token: str) -> None:
     api = Api(client, api_token)
-    add_patient()
+    make_patient()
     record_consent(client)
     for n in range(51):
         ingest(api, f"DOC-{n:02d}")

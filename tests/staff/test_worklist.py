@@ -17,21 +17,22 @@ from flask.testing import FlaskClient
 from sqlalchemy import event, func, select, update
 from werkzeug.test import TestResponse
 
-from app.audit import CLI, Actor, verify
+from app.audit import Actor, verify
 from app.extensions import db
 from app.inbox.document_actions import report_not_my_patient
-from app.models import AuditEvent, Delivery, Doctor, Document, StaffUser
-from app.staff.accounts import create_staff
+from app.models import Delivery, Doctor, Document, StaffUser
 from tests.conftest import Api, consent_body, document_body
 from tests.dispatch.api_support import add_doctor, gln
+from tests.support.factories import make_staff
+from tests.support.pages import assert_no_inline_code, csrf_token
 from tests.support.signin import sign_in_as
-from tests.web.test_pages import assert_no_inline_code, csrf_token
+from tests.support.trail import events
 
 GLN = "7601000000019"  # the active_doctor fixture
 OTHER = gln(7)
 PATIENT = "P-0042"
 
-#: Every worklist route (1 is a delivery id), for the access tests.
+#: Every worklist route (1 is a delivery id). Who may reach them: tests/web/test_access.py.
 ROUTES = [
     ("GET", "/staff/worklist"),
     ("GET", "/staff/worklist/1"),
@@ -46,16 +47,9 @@ POST_ROUTES = [path for method, path in ROUTES if method == "POST"]
 # --- fixtures and helpers --------------------------------------------------------------------
 
 
-def staff_user(login: str = "staff-test", role: str = "staff") -> StaffUser:
-    user, _, _ = create_staff(login, role, CLI)
-    user.must_change_password = False
-    db.session.commit()
-    return user
-
-
 @pytest.fixture()
 def staff(client: FlaskClient) -> StaffUser:
-    user = staff_user()
+    user = make_staff("staff-test", "staff", password=None, enrolled=False)
     sign_in_as(client, user)
     return user
 
@@ -96,12 +90,6 @@ def post(client: FlaskClient, path: str, data: dict[str, str] | None = None) -> 
     return client.post(path, data={"csrf_token": token(client), **(data or {})})
 
 
-def events(action: str) -> list[AuditEvent]:
-    db.session.expire_all()
-    return list(db.session.scalars(
-        select(AuditEvent).where(AuditEvent.action == action).order_by(AuditEvent.id)))
-
-
 def listed(html: str) -> list[str]:
     """The delivery ids linked from the list, in order."""
     return re.findall(r'href="/staff/worklist/(\d+)"', html)
@@ -130,25 +118,6 @@ def counted_queries() -> Iterator[list[str]]:
 
 
 # --- attacks: who may reach the worklist ------------------------------------------------------
-
-
-def test_doctors_are_refused(app: Flask, client: FlaskClient, active_doctor: Doctor) -> None:
-    active_doctor.login, active_doctor.must_change_password = "cmuller", False
-    db.session.commit()
-    sign_in_as(client, active_doctor)
-    for method, path in ROUTES:
-        answer = client.open(path, method=method, data={"csrf_token": token(client, "/")})
-        assert answer.status_code == 403, (method, path)
-
-
-def test_anonymous_visitors_are_sent_to_sign_in_or_refused(client: FlaskClient) -> None:
-    for method, path in ROUTES:
-        answer = client.open(path, method=method, data={"csrf_token": token(client, "/")})
-        if method == "GET":
-            assert answer.status_code == 303, path
-            assert answer.headers["Location"].startswith("/auth/login"), path
-        else:
-            assert answer.status_code == 401, path
 
 
 @pytest.mark.parametrize("path", POST_ROUTES)
@@ -333,7 +302,7 @@ def test_posted_leaves_the_open_list_and_shows_in_the_handled_one(
 def test_the_desk_may_handle_too(
     client: FlaskClient, api: Api, active_doctor: Doctor
 ) -> None:
-    sign_in_as(client, staff_user("desk-test", "desk"))
+    sign_in_as(client, make_staff("desk-test", "desk", password=None, enrolled=False))
     delivery_id = send(api, "DPI-W-55")
     answer = post(client, f"/staff/worklist/{delivery_id}/no-action",
                   {"note": "Le patient viendra chercher la lettre."})

@@ -33,16 +33,6 @@ from werkzeug.test import TestResponse
 
 from app.config import load_settings
 from app.web.logs import JsonFormatter, RelaisHandler, logging_config
-from tests.auth.test_login import (
-    MOBILE,
-    PASSWORD,
-    code_from,
-    make_doctor,
-    make_staff,
-    post_code,
-    post_login,
-    use_twilio,
-)
 from tests.conftest import (
     TEST_KEY,
     Api,
@@ -51,6 +41,8 @@ from tests.conftest import (
     sibling_app,
     skip_or_fail,
 )
+from tests.support.factories import MOBILE, PASSWORD, make_sms_doctor, make_staff
+from tests.support.login import code_from, post_code, post_login, use_twilio
 from tests.support.production import safe_production_settings
 from tests.support.signin import sign_in_as
 from tests.support.twilio_server import (
@@ -122,9 +114,9 @@ def assert_request_ids(capture: Captured, responses: list[TestResponse]) -> None
 def test_a_patient_page_and_a_search_log_the_route_not_the_ids(
     client: FlaskClient, captured: Captured
 ) -> None:
-    from tests.staff.test_patients import add_patient
+    from tests.support.factories import make_patient
 
-    add_patient()
+    make_patient()
     staff = make_staff(STAFF_LOGIN)
     sign_in_as(client, staff)
 
@@ -172,7 +164,7 @@ def twilio(app: Flask, twilio_server: TwilioServer) -> TwilioServer:
 def test_failed_sign_ins_log_no_login_password_email_phone_or_code(
     client: FlaskClient, twilio: TwilioServer, captured: Captured
 ) -> None:
-    doctor = make_doctor("cmuller")
+    doctor = make_sms_doctor("cmuller")
 
     responses = [post_login(client, "cmuller", WRONG_PASSWORD),
                  post_login(client, "nobody.here", PASSWORD),
@@ -197,9 +189,9 @@ def test_an_unhandled_exception_logs_its_traceback_without_local_values(
     client: FlaskClient, captured: Captured, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from app.staff.patients import views as staff_patients
-    from tests.staff.test_patients import add_patient
+    from tests.support.factories import make_patient
 
-    add_patient()
+    make_patient()
     sign_in_as(client, make_staff(STAFF_LOGIN))
 
     def crash(patient: Any, limit: int) -> Any:
@@ -392,7 +384,7 @@ def test_production_sign_in_and_email_confirmation_log_no_code_token_or_password
     redis_url = os.environ.get("REDIS_URL")
     if not redis_url:
         skip_or_fail("REDIS_URL is not set: the production profile needs Redis")
-    make_doctor("cmuller")
+    make_sms_doctor("cmuller")
     smtp = Smtp()
     smtp.start()
     try:

@@ -10,26 +10,14 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import select
-from werkzeug.test import TestResponse
 
 from app.auth.session import public
 from app.extensions import db
 from app.models import AuditEvent
 from tests.conftest import Api, make_app
+from tests.support.pages import assert_no_inline_code, assert_secure_headers, csrf_token
 from tests.support.production import safe_production_settings, saml_folder
-
-#: Endpoints anyone may reach without signing in or a token. A new route that is not on this list
-#: and not in the token-protected API fails ``test_every_route_is_public_on_purpose_or_closed``:
-#: add it here only on purpose.
-PUBLIC = frozenset({
-    "web.index", "web.set_language", "web.healthz", "web.readyz", "static", "api.openapi",
-    # The sign-in steps: each checks for itself that its earlier steps were passed.
-    "auth.login", "auth.code", "auth.resend_code", "auth.totp", "auth.totp_enrol",
-    # HIN: the ACS and single logout check SAML signatures and the request this browser started.
-    "hin.login", "hin.acs", "hin.metadata", "hin.sls",
-    # Help for a doctor who cannot sign in, and the privacy notice.
-    "help.index", "help.privacy",
-})
+from tests.support.walk import PUBLIC
 
 #: Dummy values for the API's path parameters.
 PATH_VALUES = {"document_id": "DPI-2026-000123", "patient_id": "P-0042", "gln": "7601000000019"}
@@ -37,37 +25,7 @@ PATH_VALUES = {"document_id": "DPI-2026-000123", "patient_id": "P-0042", "gln": 
 PROBLEM = "application/problem+json"
 
 
-def csrf_token(response: TestResponse) -> str:
-    match = re.search(r'name="csrf_token" value="([^"]+)"', response.get_data(as_text=True))
-    assert match is not None, "the page carries no csrf_token field"
-    return match.group(1)
-
-
-def assert_no_inline_code(html: str) -> None:
-    """The CSP forbids inline script and style: a page must not need them."""
-    for tag in re.findall(r"<script\b[^>]*>", html, re.IGNORECASE):
-        assert "src=" in tag, f"inline script: {tag}"
-    assert not re.search(r"<style\b", html, re.IGNORECASE), "inline <style> block"
-    assert not re.search(r"\sstyle\s*=", html, re.IGNORECASE), "style= attribute"
-    assert not re.search(r"\son[a-z]+\s*=", html, re.IGNORECASE), "inline event handler"
-    assert "javascript:" not in html.lower()
-
-
 # --- security headers ---------------------------------------------------------------------------
-
-
-def assert_secure_headers(response: TestResponse) -> None:
-    csp = response.headers.get("Content-Security-Policy", "")
-    assert "default-src 'self'" in csp
-    assert "frame-ancestors 'none'" in csp
-    assert "object-src 'none'" in csp
-    assert "unsafe-inline" not in csp
-    assert "unsafe-eval" not in csp
-    assert response.headers.get("X-Content-Type-Options") == "nosniff"
-    assert response.headers.get("X-Frame-Options") == "DENY"
-    assert response.headers.get("Referrer-Policy") == "same-origin"
-    assert response.headers.get("Cache-Control") == "no-store"
-    assert re.fullmatch(r"[A-Za-z0-9._-]{8,64}", response.headers.get("X-Request-ID", ""))
 
 
 @pytest.mark.parametrize(

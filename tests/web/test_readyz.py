@@ -18,7 +18,7 @@ from flask import Flask
 
 from app.extensions import db
 from tests.conftest import make_app, skip_or_fail
-from tests.web.test_pages import assert_secure_headers
+from tests.support.pages import assert_secure_headers
 
 
 def closed_port() -> int:

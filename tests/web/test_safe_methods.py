@@ -28,6 +28,7 @@ from app.models import AuditEvent, Delivery, Doctor, Notification, Patient, Staf
 from app.staff.accounts import create_staff
 from tests.conftest import Api, consent_body, document_body
 from tests.support.signin import sign_in_as
+from tests.support.walk import changes_between, database_state
 
 GLN = "7601000000019"
 PATIENT = "P-0042"
@@ -42,27 +43,6 @@ FOREIGN = {
     "no header": {},
 }
 OURS = {"Sec-Fetch-Site": "same-origin"}
-
-
-def _state() -> dict[str, Any]:
-    """Every row of every table, the audit trail included."""
-    db.session.expire_all()
-    state: dict[str, Any] = {}
-    for table in db.metadata.sorted_tables:
-        rows = db.session.execute(select(table)).all()
-        state[table.name] = sorted(tuple(str(v) for v in row) for row in rows)
-    return state
-
-
-def _changes(before: dict[str, Any], after: dict[str, Any]) -> dict[str, list[Any]]:
-    """The rows each table gained or lost, for a readable failure."""
-    changed = {}
-    for name in before:
-        gained = sorted(set(after[name]) - set(before[name]))
-        lost = sorted(set(before[name]) - set(after[name]))
-        if gained or lost:
-            changed[name] = [("+", row[:5]) for row in gained] + [("-", row[:5]) for row in lost]
-    return changed
 
 
 @pytest.fixture()
@@ -118,7 +98,7 @@ def test_the_walk_covers_the_pages_that_record_something(app: Flask,
 def test_no_get_from_another_site_changes_anything(
     app: Flask, world: dict[str, Any], origin: str
 ) -> None:
-    before = _state()
+    before = database_state()
     answered = {}
     for role, _endpoint, path in _gated_gets(app, world["values"]):
         # When another site sends the signed-in browser to the page (with its query forms too)
@@ -128,7 +108,7 @@ def test_no_get_from_another_site_changes_anything(
             assert response.status_code < 500, (path + query, response.status_code)
             db.session.rollback()
     # Then nothing was written: no reading for the DPI, no event under anyone's name
-    changes = _changes(before, _state())
+    changes = changes_between(before, database_state())
     assert changes == {}, "\n".join(f"{t}: {rows}" for t, rows in changes.items())
     assert answered  # the walk reached the pages
 
@@ -184,7 +164,7 @@ def test_a_patient_page_from_another_site_asks_before_it_records(
 ) -> None:
     staff = world["clients"]["staff"]
     path = f"/staff/patients/{PATIENT}"
-    before = _state()
+    before = database_state()
     # When a link on another site opens a patient's page
     page = staff.get(path, headers=FOREIGN["cross-site"])
     # Then the page asks to confirm, shows no patient data, and nothing is recorded
@@ -192,7 +172,7 @@ def test_a_patient_page_from_another_site_asks_before_it_records(
     assert page.status_code == 200
     assert "Muster" not in html and "Anna" not in html
     assert f'href="{path}"' in html
-    assert _state() == before
+    assert database_state() == before
     # When the staff member confirms (a link of our own page)
     page = staff.get(path, headers=OURS)
     # Then the page is shown and the access recorded under their name

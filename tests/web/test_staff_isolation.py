@@ -13,9 +13,9 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from app.auth.session import access_of
+from tests.support.pages import csrf_token
 from tests.support.signin import sign_in_as
-from tests.web.test_access import _user, gated_calls
-from tests.web.test_pages import csrf_token
+from tests.support.walk import gated_calls, user_with_role
 
 #: Pages for the desk only: its enrolment and accounts work, the audit trail.
 DESK_ONLY = ("/staff/desk", "/staff/audit")
@@ -52,7 +52,7 @@ def test_every_staff_route_is_declared_for_its_area(app: Flask) -> None:
 
 @pytest.mark.parametrize("role", ["doctor", "staff", "desk"])
 def test_each_role_meets_the_walls(app: Flask, client: FlaskClient, role: str) -> None:
-    user = _user(role)
+    user = user_with_role(role)
     for endpoint, method, path, _ in _staff_calls(app):
         sign_in_as(client, user)
         token = csrf_token(client.get("/help"))
