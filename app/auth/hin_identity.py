@@ -15,7 +15,8 @@ from sqlalchemy import select
 
 from app.audit import record
 from app.auth.hin_checks import HinRejected, Verified
-from app.auth.session import actor_for, is_locked, target_of
+from app.auth.lockout import is_locked
+from app.auth.session import actor_for, target_of
 from app.email_address import is_email_address
 from app.extensions import db
 from app.gln import is_valid_gln

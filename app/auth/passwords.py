@@ -197,3 +197,15 @@ def check_new_password(password: str, *, user_inputs: Sequence[str] = ()) -> lis
     if strength_score(normalized, user_inputs) < MIN_SCORE:
         reasons.append(WEAK)
     return reasons
+
+
+#: A real argon2id hash of a random password, checked when the login is unknown, so that an
+#: unknown login costs the same work as a known one (no account enumeration by timing).
+_DUMMY_HASH: str | None = None
+
+
+def burn_password_check(password: str) -> None:
+    global _DUMMY_HASH
+    if _DUMMY_HASH is None:
+        _DUMMY_HASH = hash_password(temporary_password())
+    verify_password(_DUMMY_HASH, password)

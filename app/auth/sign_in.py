@@ -21,17 +21,12 @@ from typing import ClassVar
 
 from app.audit import Actor, record
 from app.auth import codes, totp
-from app.auth.passwords import hash_password, needs_rehash, verify_password
+from app.auth.lockout import Attempt, attempt_failed, attempt_released, begin_attempt, is_locked
+from app.auth.passwords import burn_password_check, hash_password, needs_rehash, verify_password
 from app.auth.session import (
-    Attempt,
     User,
     accounts_for_login,
     actor_for,
-    attempt_failed,
-    attempt_released,
-    begin_attempt,
-    burn_password_check,
-    is_locked,
     may_sign_in,
     requires_fresh_password_check,
     target_of,

@@ -18,7 +18,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 from werkzeug.wrappers import Response as BaseResponse
 
-from app.auth.session import current_principal, is_locked, requires
+from app.auth.lockout import is_locked
+from app.auth.session import current_principal, requires
 from app.dispatch.clients import revoke_client
 from app.extensions import db
 from app.models import ApiClient, Notification, StaffUser

@@ -32,7 +32,7 @@ from sqlalchemy import select
 from werkzeug.test import TestResponse
 
 from app.auth import codes, totp
-from app.auth.session import LOCKOUT_FAILURES, is_locked
+from app.auth.lockout import LOCKOUT_FAILURES, is_locked
 from app.auth.staff_factors import totp_secret
 from app.extensions import db
 from app.models import Doctor, OneTimeCode, StaffUser

@@ -18,7 +18,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import update
 
 from app.audit import Actor
-from app.auth.session import LOCKOUT_FAILURES, is_locked, unlock
+from app.auth.lockout import LOCKOUT_FAILURES, is_locked, unlock
 from app.extensions import db
 from app.models import Doctor
 from app.models.base import utcnow

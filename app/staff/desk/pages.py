@@ -9,7 +9,8 @@ from flask_babel import gettext as _
 from sqlalchemy import select
 from werkzeug.wrappers import Response as BaseResponse
 
-from app.auth.session import current_principal, is_locked, requires, target_of, unlock
+from app.auth.lockout import is_locked, unlock
+from app.auth.session import current_principal, requires, target_of
 from app.dispatch.directory import find_doctors_by_words
 from app.extensions import db
 from app.models import AuditEvent, Doctor
