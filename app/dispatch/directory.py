@@ -2,7 +2,9 @@
 for hospital staff choosing a recipient (``/staff/doctors``).
 
 Both callers check their input with :func:`search_errors` (the API's field messages) and query
-with :func:`find_doctors`, so staff see exactly the doctors the DPI sees.
+with :func:`find_doctors`, so staff see exactly the doctors the DPI sees. The service desk, which
+looks for an account rather than a recipient (every word in the name, login or GLN), asks
+:func:`find_doctors_by_words`, here beside it.
 """
 
 from __future__ import annotations
