@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -52,6 +53,21 @@ def test_the_list_shows_only_visible_letters_newest_first(inbox: Inbox) -> None:
         assert hidden not in html
     assert f"/documents/{first}" in html and f"/documents/{second}" in html
     assert_no_inline_code(html)
+
+
+def test_every_id_on_the_list_is_unique(inbox: Inbox) -> None:
+    """Each row draws its own small forms (read, unread): none of their fields repeats an id
+    (the header's language switch has a ``next`` field too)."""
+    inbox.send(title="Lettre une")
+    read = inbox.send(title="Lettre deux")
+    set_status(read, status="read", first_read_at=utcnow())
+
+    html = inbox.page()
+
+    ids = re.findall(r'\sid="([^"]+)"', html)
+    assert ids, "the page names its fields"
+    assert sorted(i for i in set(ids) if ids.count(i) > 1) == []
+    assert html.count('name="next"') >= 3  # the header's and each row's, all without an id
 
 
 def test_the_header_counts_unread_letters_for_a_doctor(inbox: Inbox) -> None:
