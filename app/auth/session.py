@@ -44,6 +44,7 @@ from app.auth.passwords import burn_password_check, verify_password
 from app.extensions import db
 from app.models import Doctor, EndedSession, StaffUser
 from app.models.base import utcnow
+from app.web.listing import row_id
 from app.web.paths import local_path
 
 Role = Literal["doctor", "staff", "desk"]
@@ -174,14 +175,24 @@ def _session_id_hash(session_id: str) -> str:
 
 
 def _load(user_id: str) -> Principal | None:
+    """The principal of the session cookie, in one round trip: the account, read only if this
+    session was not ended (signed out already: a kept copy of the cookie is refused), then
+    checked as every sign-in is (``may_sign_in``) and against the account's epoch."""
     session_id = session.get("sid")
-    if not isinstance(session_id, str) or db.session.get(
-        EndedSession, _session_id_hash(session_id)
-    ) is not None:
-        return None  # signed out already (a kept copy of the cookie), or not made by start_session
+    if not isinstance(session_id, str):
+        return None  # not made by start_session
     account, _, raw_epoch = user_id.rpartition(":")
-    user = account_user(account)
-    if user is None or not raw_epoch.isdigit() or user.session_epoch != int(raw_epoch):
+    kind, _, raw_id = account.partition(":")
+    model: type[Doctor] | type[StaffUser] | None = (
+        Doctor if kind == "doctor" else StaffUser if kind == "staff" else None)
+    account_id = row_id(raw_id)
+    if model is None or account_id is None or not raw_epoch.isdigit():
+        return None
+    ended = select(EndedSession.id_hash).where(
+        EndedSession.id_hash == _session_id_hash(session_id)).exists()
+    user = cast("User | None", db.session.scalar(
+        select(model).where(model.id == account_id, ~ended)))
+    if user is None or not may_sign_in(user) or user.session_epoch != int(raw_epoch):
         return None
     return principal_for(user)
 
