@@ -132,19 +132,23 @@ def principal_for(user: User) -> Principal:
     return Principal(kind=kind, user=user, role=role_of(user), epoch=user.session_epoch)
 
 
+def _named_account(account: str) -> tuple[type[Doctor] | type[StaffUser], int] | None:
+    """The table and row id ``"doctor:<id>"`` or ``"staff:<id>"`` names; None for anything else,
+    an id no row can hold included."""
+    kind, _, raw_id = account.partition(":")
+    model = Doctor if kind == "doctor" else StaffUser if kind == "staff" else None
+    account_id = row_id(raw_id)
+    if model is None or account_id is None:
+        return None
+    return model, account_id
+
+
 def account_user(account: str) -> User | None:
     """The user named by ``"doctor:<id>"`` or ``"staff:<id>"`` who may still sign in."""
-    kind, _, raw_id = account.partition(":")
-    if not raw_id.isdigit():
+    named = _named_account(account)
+    if named is None:
         return None
-    model: type[Doctor] | type[StaffUser]
-    if kind == "doctor":
-        model = Doctor
-    elif kind == "staff":
-        model = StaffUser
-    else:
-        return None
-    user = cast("User | None", db.session.get(model, int(raw_id)))
+    user = cast("User | None", db.session.get(*named))
     if user is None or not may_sign_in(user):
         return None
     return user
@@ -182,12 +186,10 @@ def _load(user_id: str) -> Principal | None:
     if not isinstance(session_id, str):
         return None  # not made by start_session
     account, _, raw_epoch = user_id.rpartition(":")
-    kind, _, raw_id = account.partition(":")
-    model: type[Doctor] | type[StaffUser] | None = (
-        Doctor if kind == "doctor" else StaffUser if kind == "staff" else None)
-    account_id = row_id(raw_id)
-    if model is None or account_id is None or not raw_epoch.isdigit():
+    named = _named_account(account)
+    if named is None or not raw_epoch.isdigit():
         return None
+    model, account_id = named
     ended = select(EndedSession.id_hash).where(
         EndedSession.id_hash == _session_id_hash(session_id)).exists()
     user = cast("User | None", db.session.scalar(
