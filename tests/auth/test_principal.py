@@ -4,33 +4,16 @@ ended, in the same statement (issue 16's lean request path), and every check of 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import event
 
 from app.extensions import db
 from app.models import Doctor, EndedSession
 from app.models.base import utcnow
 from tests.support.factories import make_doctor, make_staff
+from tests.support.queries import counted_queries
 from tests.support.signin import sign_in_as
-
-
-@contextmanager
-def statements() -> Iterator[list[str]]:
-    seen: list[str] = []
-
-    def note(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
-        seen.append(statement)
-
-    engine = db.engine
-    event.listen(engine, "before_cursor_execute", note)
-    try:
-        yield seen
-    finally:
-        event.remove(engine, "before_cursor_execute", note)
 
 
 def principal_reads(seen: list[str]) -> list[str]:
@@ -42,7 +25,7 @@ def test_a_signed_in_page_reads_its_principal_in_one_statement(
     app: Flask, client: FlaskClient
 ) -> None:
     sign_in_as(client, make_doctor())
-    with statements() as seen:
+    with counted_queries() as seen:
         assert client.get("/help").status_code == 200
     reads = principal_reads(seen)
     assert len(reads) == 1, reads
@@ -51,7 +34,7 @@ def test_a_signed_in_page_reads_its_principal_in_one_statement(
 
 def test_a_staff_page_too(app: Flask, client: FlaskClient) -> None:
     sign_in_as(client, make_staff())
-    with statements() as seen:
+    with counted_queries() as seen:
         assert client.get("/staff/doctors").status_code == 200
     reads = principal_reads(seen)
     assert len(reads) == 1, reads

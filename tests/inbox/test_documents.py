@@ -5,13 +5,11 @@ from __future__ import annotations
 import io
 import re
 import zipfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import pytest
 from flask import Flask
-from sqlalchemy import event, update
+from sqlalchemy import update
 
 from app.extensions import db
 from app.models import Delivery, Doctor
@@ -25,6 +23,7 @@ from tests.support.inbox import (
     other_doctor_fixture,  # noqa: F401
 )
 from tests.support.pages import assert_no_inline_code
+from tests.support.queries import counted_queries
 
 
 def set_status(delivery_id: int, **values: Any) -> None:
@@ -136,19 +135,6 @@ def test_the_default_view_follows_the_profile(inbox: Inbox) -> None:
     assert "Déjà lue" in inbox.page("/documents?view=all")
 
 
-@contextmanager
-def counted_queries() -> Iterator[list[str]]:
-    statements: list[str] = []
-
-    def count(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-        statements.append(statement)
-
-    engine = db.engine
-    event.listen(engine, "before_cursor_execute", count)
-    try:
-        yield statements
-    finally:
-        event.remove(engine, "before_cursor_execute", count)
 
 
 def test_a_page_costs_the_same_queries_for_one_letter_or_twenty_five(inbox: Inbox) -> None:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -12,7 +10,6 @@ from typing import Any
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import event
 
 from app.extensions import db
 from app.inbox.patient_queries import PAGE_SIZE, list_patients, months_before
@@ -26,6 +23,7 @@ from tests.support.factories import (
     make_patient,
 )
 from tests.support.pages import assert_no_inline_code
+from tests.support.queries import counted_queries
 from tests.support.signin import sign_in_as
 
 
@@ -293,19 +291,6 @@ def test_a_cursor_from_another_doctor_reveals_nothing(
 # --- one query per page ------------------------------------------------------------------------
 
 
-@contextmanager
-def counting_queries() -> Iterator[list[str]]:
-    statements: list[str] = []
-
-    def count_it(*args: Any) -> None:
-        statements.append(args[2])
-
-    engine = db.engine
-    event.listen(engine, "before_cursor_execute", count_it)
-    try:
-        yield statements
-    finally:
-        event.remove(engine, "before_cursor_execute", count_it)
 
 
 def test_the_list_costs_the_same_queries_for_one_patient_or_many(
@@ -315,7 +300,7 @@ def test_the_list_costs_the_same_queries_for_one_patient_or_many(
     clinic.letter(anna, claire)
     claire_client.get("/patients")  # warm up
     db.session.expire_all()  # the request reloads the signed-in doctor, as in production
-    with counting_queries() as one:
+    with counted_queries() as one:
         assert claire_client.get("/patients").status_code == 200
 
     for i in range(20):
@@ -323,7 +308,7 @@ def test_the_list_costs_the_same_queries_for_one_patient_or_many(
         clinic.letter(patient, claire)
         clinic.letter(patient, claire, status="read")
     db.session.expire_all()
-    with counting_queries() as many:
+    with counted_queries() as many:
         html = claire_client.get("/patients").get_data(as_text=True)
     assert len(names(html)) == 21
 

@@ -6,15 +6,13 @@ tests/dispatch/test_handling.py.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import event, func, select, update
+from sqlalchemy import func, select, update
 from werkzeug.test import TestResponse
 
 from app.audit import Actor, verify
@@ -25,6 +23,7 @@ from tests.conftest import Api, consent_body, document_body
 from tests.dispatch.api_support import add_doctor, gln
 from tests.support.factories import make_staff
 from tests.support.pages import assert_no_inline_code, csrf_token
+from tests.support.queries import counted_queries
 from tests.support.signin import sign_in_as
 from tests.support.trail import events
 
@@ -102,19 +101,6 @@ def report(delivery_id: int) -> None:
     db.session.commit()
 
 
-@contextmanager
-def counted_queries() -> Iterator[list[str]]:
-    statements: list[str] = []
-
-    def count(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-        statements.append(statement)
-
-    engine = db.engine
-    event.listen(engine, "before_cursor_execute", count)
-    try:
-        yield statements
-    finally:
-        event.remove(engine, "before_cursor_execute", count)
 
 
 # --- attacks: who may reach the worklist ------------------------------------------------------
